@@ -1,0 +1,3 @@
+from autonn_nas.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""The one command-line entry point: `autonn-nas <command> ...`.
+
+Each command lives in `autonn_nas/commands/<name>.py` and provides `add_arguments(parser)` and
+`run(args) -> int`. The table below is the whole list; a command is added by adding a row.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> (module under autonn_nas.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "summary": ("summary", "per-layer table, parameters and GFLOPs of a model YAML"),
+    "derive": ("derive", "write the concrete model YAML of an architecture JSON"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autonn-nas", description="Neck architecture search for YOLOv4-P5 detectors.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"autonn_nas.commands.{module_name}")
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

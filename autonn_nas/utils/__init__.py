@@ -1,0 +1,1 @@
+"""Small helpers shared by every layer: device choice, atomic files, seeding, logging."""

@@ -1,0 +1,31 @@
+"""Logging: one package logger; runs add a file handler in their output folder."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+LOGGER_NAME = "autonn_nas"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    """The package logger (or a child of it); configures a stderr handler once."""
+    root = logging.getLogger(LOGGER_NAME)
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(_FORMAT, "%H:%M:%S"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
+    return root.getChild(name) if name else root
+
+
+def add_file_handler(path: str | Path) -> logging.Handler:
+    """Also write the package log to `path` (appending); returns the handler so callers can remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    get_logger().addHandler(handler)
+    return handler
