@@ -1,0 +1,47 @@
+"""Default training hyperparameters (Scaled-YOLOv4 / YOLOv5 'scratch' values).
+
+One plain dict, shared by the data pipeline (augmentation keys) and the trainer (optimiser and loss keys).
+Callers copy it and override keys; unknown keys in a user's override are an error (see `merge_hyp`).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+DEFAULT_HYP: dict[str, float] = {
+    # optimiser and schedule
+    "lr0": 0.01,  # initial SGD learning rate
+    "lrf": 0.2,  # final learning rate as a fraction of lr0 (cosine)
+    "momentum": 0.937,
+    "weight_decay": 5e-4,  # scaled by batch_size * accumulate / nominal batch
+    "warmup_epochs": 3.0,
+    "warmup_momentum": 0.8,
+    "warmup_bias_lr": 0.1,
+    # loss gains
+    "box": 0.05,
+    "cls": 0.5,
+    "cls_pw": 1.0,
+    "obj": 1.0,
+    "obj_pw": 1.0,
+    "anchor_t": 4.0,  # anchor / target width-height ratio threshold for matching
+    "fl_gamma": 0.0,  # focal loss gamma (0 = plain BCE)
+    # augmentation
+    "hsv_h": 0.015,
+    "hsv_s": 0.7,
+    "hsv_v": 0.4,
+    "degrees": 0.0,
+    "translate": 0.1,
+    "scale": 0.5,
+    "shear": 0.0,
+    "fliplr": 0.5,
+    "mosaic": 1.0,  # probability of a 4-image mosaic when augmenting
+}
+
+
+def merge_hyp(overrides: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """DEFAULT_HYP updated with `overrides`; an unknown key is an error that lists the valid ones."""
+    hyp = dict(DEFAULT_HYP)
+    for key, value in (overrides or {}).items():
+        if key not in DEFAULT_HYP:
+            raise ValueError(f"unknown hyperparameter '{key}'; valid keys: {', '.join(DEFAULT_HYP)}")
+        hyp[key] = float(value)
+    return hyp
