@@ -1,0 +1,87 @@
+"""Search settings: one dataclass shared by the CLI (`autonn-nas search`), the stage (`neck_nas.yaml`)
+and the search runner. Unset values (None) are filled by `resolve_defaults` from the device: small and
+quick on a CPU, the real sizes on a GPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+STRATEGIES = ("proxyless", "darts", "spos")
+COST_MEASURES = ("params", "flops", "latency")
+
+
+@dataclass
+class SearchSettings:
+    data: str = ""  # path to a YOLO dataset.yaml
+    cfg: str = "yolov4-p5-search.yaml"  # search YAML: a built-in name or a path
+    out: str = "runs/search"  # run folder (checkpoints, history, plots, report, outputs)
+    strategy: str = "proxyless"
+    epochs: int | None = None
+    img_size: int | None = None
+    batch_size: int | None = None
+    width: float | None = None  # width_multiple override (None: CPU default 0.25, GPU: the YAML's)
+    depth: float | None = None  # depth_multiple override
+    budget: float | None = None  # max cost of the derived model relative to the base model (1.0 = equal)
+    lightweight_level: int | None = None  # TANGO's 0..10; tightens the budget
+    cost_measure: str = "flops"
+    latency_table: str | None = None  # JSON table of per-candidate latencies for a target measured elsewhere
+    device: str = "auto"
+    seed: int = 0
+    workers: int | None = None
+    weights: str | None = None  # optional Scaled-YOLOv4-layout state_dict to warm-start from
+    resume: bool = False
+    holdout_fraction: float = 0.2  # share of the training split held out for architecture decisions
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "settings") -> "SearchSettings":
+        """Build from a dict (e.g. a parsed neck_nas.yaml); unknown keys are an error naming the valid ones."""
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(cls.field_names())}")
+        settings = cls(**dict(values))
+        settings.validate(source)
+        return settings
+
+    def replace(self, **changes: Any) -> "SearchSettings":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self, source: str = "settings") -> None:
+        def fail(message: str) -> None:
+            raise ValueError(f"{source}: {message}")
+
+        if self.strategy not in STRATEGIES:
+            fail(f"strategy '{self.strategy}' is not one of {', '.join(STRATEGIES)}")
+        if self.cost_measure not in COST_MEASURES:
+            fail(f"cost_measure '{self.cost_measure}' is not one of {', '.join(COST_MEASURES)}")
+        for name in ("epochs", "img_size", "batch_size", "workers"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "workers" else 1)):
+                fail(f"{name} must be a positive integer, got {value!r}")
+        if self.img_size is not None and self.img_size % 32:
+            fail(f"img_size must be a multiple of 32 (the largest stride), got {self.img_size}")
+        for name in ("width", "depth", "budget"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0):
+                fail(f"{name} must be a positive number, got {value!r}")
+        if self.lightweight_level is not None and not (isinstance(self.lightweight_level, int) and 0 <= self.lightweight_level <= 10):
+            fail(f"lightweight_level must be an integer 0..10, got {self.lightweight_level!r}")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            fail(f"holdout_fraction must be between 0 and 1, got {self.holdout_fraction!r}")
+
+    def resolve_defaults(self, on_gpu: bool) -> "SearchSettings":
+        """Fill unset sizes: a few-minute run on CPU; the real configuration on a GPU."""
+        if on_gpu:
+            defaults = dict(epochs=50, img_size=640, batch_size=16, width=None, depth=None, workers=8)
+        else:
+            defaults = dict(epochs=3, img_size=256, batch_size=8, width=0.25, depth=0.33, workers=2)
+        changes = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        return self.replace(**changes)
