@@ -24,6 +24,7 @@ DEFAULT_HYP: dict[str, float] = {
     "obj_pw": 1.0,
     "anchor_t": 4.0,  # anchor / target width-height ratio threshold for matching
     "fl_gamma": 0.0,  # focal loss gamma (0 = plain BCE)
+    "label_smoothing": 0.0,  # class targets become 1 - eps/2 and eps/2
     # augmentation
     "hsv_h": 0.015,
     "hsv_s": 0.7,
