@@ -1,0 +1,161 @@
+"""One training epoch: forward, loss, (scaled) backward, accumulated optimizer steps, EMA, progress bar.
+
+Reusable piece: the search strategies call `train_one_epoch` with their own hooks (e.g. sample a path
+before each batch, take an architecture step after each weight step).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from autonn_nas.train.ema import ModelEMA
+from autonn_nas.train.schedule import WarmupCosineSchedule
+
+MAX_GRAD_NORM = 10.0  # clip: one bad batch early in training must not wreck the weights
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    box: float = 0.0  # mean loss items over the epoch's batches
+    obj: float = 0.0
+    cls: float = 0.0
+    total: float = 0.0
+    lr: list[float] = field(default_factory=list)  # per parameter group, at the epoch's end
+    batches: int = 0
+    images: int = 0
+    optimizer_steps: int = 0
+    data_seconds: float = 0.0  # waiting for the loader (plus host-to-device copy)
+    compute_seconds: float = 0.0  # forward, backward, optimizer, EMA
+
+    @property
+    def data_share(self) -> float:
+        total = self.data_seconds + self.compute_seconds
+        return self.data_seconds / total if total else 0.0
+
+
+def images_to_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (bs, 3, H, W) RGB -> float 0..1 on `device`."""
+    return images.to(device, non_blocking=True).float().div_(255.0)
+
+
+def make_grad_scaler(device: torch.device, enabled: bool = True) -> torch.amp.GradScaler:
+    """A GradScaler that is active only on CUDA (AMP is used only there)."""
+    return torch.amp.GradScaler("cuda", enabled=enabled and device.type == "cuda")
+
+
+def _progress(loader: Iterable, description: str, enabled: bool) -> Any:
+    interactive = sys.stderr.isatty()
+    # when stderr is a log file, a bar line every 30 s keeps the log small but still shows life
+    return tqdm(loader, total=len(loader), desc=description, disable=not enabled, mininterval=0.5 if interactive else 30.0, file=sys.stderr, dynamic_ncols=interactive, leave=interactive)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    loss_fn: Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    schedule: WarmupCosineSchedule,
+    epoch: int,
+    device: torch.device,
+    *,
+    scaler: torch.amp.GradScaler | None = None,
+    ema: ModelEMA | None = None,
+    start_iteration: int | None = None,
+    progress: bool = True,
+    description: str | None = None,
+    on_batch_start: Callable[[int], None] | None = None,
+    on_optimizer_step: Callable[[int], None] | None = None,
+    max_grad_norm: float | None = MAX_GRAD_NORM,
+) -> EpochResult:
+    """Train `model` for one pass over `loader` (batches of (images, targets, paths, shapes)).
+
+    The global iteration index (start_iteration + batch index; default epoch * len(loader)) drives the
+    schedule. Gradients are accumulated over `schedule.accumulate(i)` batches; a partial accumulation
+    left at the end of the epoch is applied, so an epoch is self-contained (resume-exact).
+    Hooks: on_batch_start(i) before the forward pass, on_optimizer_step(i) after each weight update.
+    """
+    scaler = scaler if scaler is not None else make_grad_scaler(device, enabled=False)
+    autocast = scaler.is_enabled()
+    start_iteration = epoch * len(loader) if start_iteration is None else start_iteration
+    result = EpochResult(epoch=epoch)
+    sums = torch.zeros(4)
+    pending = 0  # batches whose gradients wait for an optimizer step
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+
+    def optimizer_step(iteration: int) -> None:
+        nonlocal pending
+        if max_grad_norm is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(model)
+        pending = 0
+        result.optimizer_steps += 1
+        if on_optimizer_step is not None:
+            on_optimizer_step(iteration)
+
+    bar = _progress(loader, description or f"epoch {epoch}", progress)
+    iteration = start_iteration
+    waited_since = time.perf_counter()
+    for batch_index, (images, targets, *_rest) in enumerate(bar):
+        iteration = start_iteration + batch_index
+        images = images_to_input(images, device)
+        targets = targets.to(device)
+        _sync(device)
+        computing_since = time.perf_counter()
+        result.data_seconds += computing_since - waited_since
+
+        schedule.step(iteration)
+        if on_batch_start is not None:
+            on_batch_start(iteration)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=autocast):
+            predictions = model(images)
+        loss, items = loss_fn(predictions, targets)
+        if not math.isfinite(loss.item()):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at epoch {epoch}, batch {batch_index} (box, obj, cls = {items[:3].tolist()}); "
+                "lower lr0 or check the labels"
+            )
+        scaler.scale(loss).backward()
+        pending += 1
+        if pending >= schedule.accumulate(iteration):
+            optimizer_step(iteration)
+
+        sums += items.cpu()
+        result.batches += 1
+        result.images += images.shape[0]
+        if progress:
+            mean = sums / result.batches
+            bar.set_postfix(box=f"{mean[0]:.4f}", obj=f"{mean[1]:.4f}", cls=f"{mean[2]:.4f}", img=images.shape[-1], refresh=False)
+        _sync(device)
+        waited_since = time.perf_counter()
+        result.compute_seconds += waited_since - computing_since
+
+    if pending:
+        optimizer_step(iteration)
+    bar.close()
+    mean = (sums / max(result.batches, 1)).tolist()
+    result.box, result.obj, result.cls, result.total = mean
+    result.lr = [group["lr"] for group in optimizer.param_groups]
+    return result
