@@ -1,0 +1,77 @@
+"""Checkpoints as plain dicts of tensors and Python values (no pickled modules), loadable with weights_only.
+
+Keys: model_yaml (the built model's config dict), state_dict (EMA weights: what to evaluate/deploy),
+nc, names, epoch, best_fitness, settings, hyp; and in last.pt only, what resuming needs: train_state_dict
+(the raw weights), optimizer, ema, scaler, rng.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from autonn_nas.utils.files import atomic_torch_save
+
+RESUME_KEYS = ("train_state_dict", "optimizer", "ema", "scaler", "rng")
+
+
+def rng_states(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """Every random state a training run draws from, in weights_only-loadable types."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": random.getstate(),
+        "generators": {name: g.get_state() for name, g in (generators or {}).items()},
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any], generators: dict[str, torch.Generator] | None = None) -> None:
+    torch.set_rng_state(states["torch"])
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    for name, generator in (generators or {}).items():
+        if name in states.get("generators", {}):
+            generator.set_state(states["generators"][name])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any], for_resume: bool = True) -> Path:
+    """Write atomically; `for_resume=False` drops the optimizer and other resume-only state (best.pt)."""
+    if not for_resume:
+        checkpoint = {k: v for k, v in checkpoint.items() if k not in RESUME_KEYS}
+    return atomic_torch_save(path, checkpoint)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # a truncated file or a pickled-module checkpoint from another tool
+        raise ValueError(f"{path} is not a checkpoint this tool can read safely (plain state_dict + model_yaml): {error}") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "model_yaml" not in checkpoint:
+        raise ValueError(f"{path} lacks 'state_dict' / 'model_yaml'; expected a checkpoint written by autonn-nas train or search")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model from its YAML and load the (EMA) weights; eval mode."""
+    from autonn_nas.models.yolo import build_model
+
+    model = build_model(checkpoint["model_yaml"], nc=checkpoint.get("nc"))
+    model.load_state_dict(checkpoint["state_dict"])
+    if checkpoint.get("names") is not None:
+        model.names = list(checkpoint["names"])
+    return model.to(device).eval()

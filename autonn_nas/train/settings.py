@@ -1,0 +1,64 @@
+"""Training settings: one dataclass for the CLI (`autonn-nas train`) and callers in Python.
+
+Unset sizes (None) are filled by `resolve_defaults` from the device: a small model at 320 px on a CPU,
+the YAML's own width/depth at 640 px on a GPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+@dataclass
+class TrainSettings:
+    data: str = ""  # YOLO dataset.yaml
+    cfg: str = "yolov4-p5.yaml"  # model YAML: a built-in name or a path
+    out: str = "runs/train"
+    epochs: int | None = None
+    img_size: int | None = None
+    batch_size: int | None = None
+    width: float | None = None  # width_multiple override (None: CPU 0.25, GPU the YAML's)
+    depth: float | None = None  # depth_multiple override
+    device: str = "auto"
+    seed: int = 0
+    workers: int | None = None
+    resume: bool = False
+    augment: bool = True  # HSV, flip, scale/translate and (hyp 'mosaic') mosaic on the training split
+    hyp: dict[str, float] = field(default_factory=dict)  # overrides of DEFAULT_HYP
+    progress: bool = True  # tqdm bar per epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "TrainSettings":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        return cls(**dict(values))
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "img_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.img_size is not None and self.img_size % 32:
+            raise ValueError(f"img_size must be a multiple of 32 (the largest stride), got {self.img_size}")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers must be 0 or more, got {self.workers}")
+        for name in ("width", "depth"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+
+    def resolve_defaults(self, on_gpu: bool) -> "TrainSettings":
+        if on_gpu:
+            defaults: dict[str, Any] = dict(epochs=100, img_size=640, batch_size=16, workers=8)
+        else:
+            defaults = dict(epochs=10, img_size=320, batch_size=16, width=0.25, depth=0.33, workers=2)
+        changes = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        resolved = dataclasses.replace(self, **changes)
+        resolved.validate()
+        return resolved
