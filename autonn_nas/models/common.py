@@ -155,6 +155,8 @@ class Detect(nn.Module):
         self.nl = len(anchors)
         self.na = len(anchors[0]) // 2
         a = torch.tensor(anchors, dtype=torch.float32).view(self.nl, -1, 2)
+        # Mean anchor area per level, kept as plain numbers so the order check also works on 'meta' tensors.
+        self._anchor_areas = [sum(row[j] * row[j + 1] for j in range(0, len(row), 2)) / self.na for row in anchors]
         self.register_buffer("anchors", a)
         self.register_buffer("anchor_grid", a.clone().view(self.nl, 1, -1, 1, 1, 2))
         self.register_buffer("stride", torch.ones(self.nl), persistent=False)
@@ -164,12 +166,12 @@ class Detect(nn.Module):
         """Record the level strides and express `anchors` in stride units (called once, at build)."""
         self.stride.copy_(torch.as_tensor(strides, dtype=torch.float32))
         self.anchors.div_(self.stride.view(-1, 1, 1))
-        self._check_anchor_order()
+        self._check_anchor_order(list(strides))
 
-    def _check_anchor_order(self) -> None:
+    def _check_anchor_order(self, strides: list[float]) -> None:
         # Larger anchors belong to coarser levels; a YAML written the other way round is flipped (as YOLOv5 does).
-        area = (self.anchors * self.stride.view(-1, 1, 1)).prod(-1).mean(-1)
-        if len(area) > 1 and (area[-1] - area[0]).sign() != (self.stride[-1] - self.stride[0]).sign():
+        area = self._anchor_areas
+        if len(area) > 1 and (area[-1] > area[0]) != (strides[-1] > strides[0]):
             self.anchors.copy_(self.anchors.flip(0))
             self.anchor_grid.copy_(self.anchor_grid.flip(0))
 
@@ -179,6 +181,8 @@ class Detect(nn.Module):
 
     def initialize_biases(self) -> None:
         """YOLOv5's prior: about 8 objects per 640 image, and 0.6/(nc-0.99) class probability."""
+        if self.stride.is_meta:  # a shape-only twin (FLOP counting) has no values to initialise
+            return
         with torch.no_grad():
             for conv, s in zip(self.m, self.stride.tolist()):
                 b = conv.bias.view(self.na, -1)

@@ -81,6 +81,21 @@ def load_cfg(cfg: str | Path | dict) -> dict:
     return data
 
 
+def cfg_to_yaml(cfg: dict) -> str:
+    """YAML text of a config in the YOLO layout: one flow-style line per anchor level and per row."""
+    def flow(value) -> str:
+        return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+
+    lines = []
+    for key, value in cfg.items():
+        if key in ("anchors", "backbone", "head") and isinstance(value, list):
+            lines.append(f"{key}:")
+            lines.extend(f"  - {flow(item)}" for item in value)
+        else:
+            lines.append(yaml.safe_dump({key: value}, default_flow_style=False, sort_keys=False, width=10_000).rstrip())
+    return "\n".join(lines) + "\n"
+
+
 def config_rows(cfg: dict) -> list[list]:
     """backbone + head rows, in layer-index order (row i builds layer i)."""
     return list(cfg["backbone"]) + list(cfg["head"])

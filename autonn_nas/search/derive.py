@@ -1,0 +1,80 @@
+"""From (search space, architecture) to a concrete model: a pure YAML rewrite and a structural weight map.
+
+derive_yaml turns each searchable row `[f, n, MBottleneckCSP2, [c2]]` into a concrete
+`[f, n, BottleneckCSP2, args]`: `[c2]` for the base candidate (exactly Scaled-YOLOv4's row), else
+`[c2, shortcut, g, e, kernel, activation]` so the choice is visible in the row. Because the supernet's
+candidates are the same BottleneckCSP2 class as the derived blocks, a candidate's state_dict has the
+derived block's layout, and subnet_state_dict is a walk over layers rather than key rewriting.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from autonn_nas.models.choice import MBottleneckCSP2, searchable_blocks
+from autonn_nas.models.search_space import (
+    BASE_CANDIDATE,
+    CONCRETE_MODULE,
+    ArchitectureError,
+    SEARCHABLE_MODULE,
+    block_label,
+    candidate,
+    validate_choices,
+)
+from autonn_nas.models.yolo import Model, load_cfg, searchable_labels
+
+# BottleneckCSP2(c1, c2, n, shortcut, g, e, k, act): defaults of the optional args before k and act
+_CSP2_DEFAULTS = (False, 1, 0.5)
+
+
+def _concrete_args(args: list, name: str) -> list:
+    if name == BASE_CANDIDATE:
+        return list(args)
+    if len(args) > 1 + len(_CSP2_DEFAULTS):
+        raise ValueError(f"searchable row args {args} already carry kernel/activation; expected [c2] or [c2, shortcut, g, e]")
+    op = candidate(name)
+    given = list(args[1:])
+    return [args[0], *given, *_CSP2_DEFAULTS[len(given):], op.kernel, op.act]
+
+
+def _describe(cfg) -> str:
+    return "the config dict" if isinstance(cfg, dict) else str(cfg)
+
+
+def derive_yaml(search_cfg: dict | str | Path, arch: Mapping[str, str]) -> dict:
+    """The concrete model config of `arch` within `search_cfg` (never modified; a deep copy is returned)."""
+    cfg = load_cfg(search_cfg)
+    labels = searchable_labels(cfg)
+    if not labels:
+        raise ArchitectureError(f"{_describe(search_cfg)} has no {SEARCHABLE_MODULE} rows; derive needs a search YAML such as yolov4-p5-search.yaml")
+    validate_choices(arch, labels)
+    n_backbone = len(cfg["backbone"])
+    for i, row in enumerate(cfg["backbone"] + cfg["head"]):
+        if row[2] != SEARCHABLE_MODULE:
+            continue
+        f, n, _, args = row
+        concrete = [f, n, CONCRETE_MODULE, _concrete_args(args, arch[block_label(i)])]
+        section, j = ("backbone", i) if i < n_backbone else ("head", i - n_backbone)
+        cfg[section][j] = concrete
+    return cfg
+
+
+def _subnet_layers(supernet: Model, arch: Mapping[str, str]) -> nn.Module:
+    """A module tree with the derived model's structure whose leaves are the supernet's own modules
+    (shared, not copied): each searchable layer is replaced by its chosen candidate."""
+    blocks = searchable_blocks(supernet)
+    validate_choices(arch, blocks)
+    layers = [layer.candidates[arch[block_label(layer.i)]] if isinstance(layer, MBottleneckCSP2) else layer for layer in supernet.model]
+    tree = nn.Module()
+    tree.model = nn.Sequential(*layers)
+    return tree
+
+
+def subnet_state_dict(supernet: Model, arch: Mapping[str, str]) -> dict[str, torch.Tensor]:
+    """The chosen candidates' (and every shared layer's) weights in the derived model's layout, ready for
+    `derived.load_state_dict(..., strict=True)`. Tensors share storage with the supernet (detached)."""
+    return _subnet_layers(supernet, arch).state_dict()
