@@ -164,6 +164,7 @@ class Detect(nn.Module):
 
     def set_strides(self, strides: Sequence[float]) -> None:
         """Record the level strides and express `anchors` in stride units (called once, at build)."""
+        self.level_strides = tuple(float(s) for s in strides)  # plain numbers, readable on 'meta' twins too
         self.stride.copy_(torch.as_tensor(strides, dtype=torch.float32))
         self.anchors.div_(self.stride.view(-1, 1, 1))
         self._check_anchor_order(list(strides))

@@ -65,7 +65,7 @@ def count_gflops(model: Model, img_size: int = 640) -> float:
 
 
 def summarize(model: Model, img_size: int = 640) -> ModelSummary:
-    img_size = round_img_size(img_size, int(model.stride.max()))
+    img_size = round_img_size(img_size, int(max(model.detect.level_strides)))
     rows = [LayerRow(layer.i, layer.f, layer.n, layer.np, layer.type, list(layer.args)) for layer in model.model]
     return ModelSummary(
         rows=rows,
