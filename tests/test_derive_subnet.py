@@ -107,3 +107,23 @@ def test_derive_cli(tmp_path, capsys):
     bad.write_text(ARCHITECTURES["base"].replace(m_16="k9_relu").to_json())
     assert main(["derive", SEARCH, str(bad), "-o", str(tmp_path / "x.yaml")]) == 2
     assert "valid candidates" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()
+
+
+def test_inherit_base_weights_warm_starts_every_candidate():
+    from autonn_nas.search.derive import inherit_base_weights
+
+    torch.manual_seed(1)
+    base = build_model("yolov4-p5.yaml", nc=3, width=0.125, depth=0.33).eval()
+    supernet = build_model(SEARCH, nc=3, width=0.125, depth=0.33).eval()
+    inherit_base_weights(supernet, base.state_dict())
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected, _ = base(x)
+        for name in ("k3_mish", "k5_mish"):  # a centred 3x3 kernel in a 5x5 conv computes the same
+            set_architecture(supernet, {label: name for label in LABELS})
+            assert torch.allclose(supernet(x)[0], expected, atol=1e-5), name
+    k3 = supernet.model[21].candidates["k3_relu"].m[0].cv2.conv.weight
+    k5 = supernet.model[21].candidates["k5_relu"].m[0].cv2.conv.weight
+    assert torch.equal(k5[..., 1:4, 1:4], k3) and k5[..., 0, :].abs().sum() == 0
+    with pytest.raises(ValueError, match="check nc, width and depth"):
+        inherit_base_weights(supernet, build_model("yolov4-p5.yaml", nc=4, width=0.125, depth=0.33).state_dict())

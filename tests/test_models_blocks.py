@@ -142,3 +142,15 @@ def test_mode_values_are_checked(block_and_input):
         block.gate = 0.5
     block.mixture = nn.Parameter(torch.ones(len(CANDIDATES)))
     assert len(list(block.parameters())) == len(list(MBottleneckCSP2(8, 8, 1).parameters()))
+
+
+def test_copies_run_single_path(block_and_input):
+    import copy
+
+    block, x = block_and_input
+    block.active = "k5_leaky"
+    block.mixture = nn.Parameter(torch.zeros(len(CANDIDATES))).softmax(0)  # non-leaf: not deep-copyable itself
+    clone = copy.deepcopy(block)
+    assert clone.mixture is None and clone.gate is None and clone.active == "k5_leaky"
+    assert block.mixture is not None
+    assert torch.allclose(clone(x), block.candidates["k5_leaky"](x))

@@ -47,6 +47,14 @@ class MBottleneckCSP2(nn.Module):
         else:
             super().__setattr__(name, value)
 
+    def __getstate__(self) -> dict:
+        # Copies (deepcopy for EMA, pickling) run single-path: mixture/gate are a strategy's live tensors,
+        # often non-leaf tensors that cannot be deep-copied.
+        state = self.__dict__.copy()
+        state["mixture"] = None
+        state["gate"] = None
+        return state
+
     @staticmethod
     def _checked_mode(name: str, value):
         if name == "active":

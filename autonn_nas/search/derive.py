@@ -78,3 +78,42 @@ def subnet_state_dict(supernet: Model, arch: Mapping[str, str]) -> dict[str, tor
     """The chosen candidates' (and every shared layer's) weights in the derived model's layout, ready for
     `derived.load_state_dict(..., strict=True)`. Tensors share storage with the supernet (detached)."""
     return _subnet_layers(supernet, arch).state_dict()
+
+
+def _inherit_block(dst: nn.Module, src: nn.Module) -> None:
+    """Copy src's weights into dst, a block of the same class and structure (module-relative names are
+    equal). A larger conv kernel receives the smaller one in its centre, zeros around it: with 'same'
+    padding the bigger conv then computes exactly what the smaller one did."""
+    src_state = src.state_dict()
+    with torch.no_grad():
+        for name, dst_tensor in dst.state_dict().items():
+            src_tensor = src_state[name]
+            if dst_tensor.shape == src_tensor.shape:
+                dst_tensor.copy_(src_tensor)
+            elif dst_tensor.dim() == 4 and dst_tensor.shape[:2] == src_tensor.shape[:2]:
+                k_dst, k_src = dst_tensor.shape[-1], src_tensor.shape[-1]
+                offset = (k_dst - k_src) // 2
+                dst_tensor.zero_()
+                dst_tensor[..., offset : offset + k_src, offset : offset + k_src].copy_(src_tensor)
+            else:
+                raise ValueError(f"{name}: cannot map shape {tuple(src_tensor.shape)} onto {tuple(dst_tensor.shape)}")
+
+
+def inherit_base_weights(supernet: Model, base_state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Warm-start a supernet from a base-model state_dict (Scaled-YOLOv4 layout, e.g. a trained
+    yolov4-p5): every shared layer gets its weights and every candidate of a searchable block gets the
+    base block's (3x3 kernels centred in the 5x5 candidates). Raises ValueError if the state_dict does
+    not fit the supernet's base model (different nc, width or depth)."""
+    labels = list(searchable_blocks(supernet))
+    with torch.device("meta"):  # structure only; load_state_dict(assign=True) adopts the given tensors
+        base = Model(derive_yaml(supernet.yaml, {label: BASE_CANDIDATE for label in labels}))
+    try:
+        base.load_state_dict(dict(base_state_dict), strict=True, assign=True)
+    except RuntimeError as exc:
+        raise ValueError(f"the weights do not fit this supernet's base model (check nc, width and depth): {exc}") from None
+    for layer, base_layer in zip(supernet.model, base.model):
+        if isinstance(layer, MBottleneckCSP2):
+            for op in layer.candidates.values():
+                _inherit_block(op, base_layer)
+        else:
+            _inherit_block(layer, base_layer)
