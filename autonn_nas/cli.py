@@ -13,6 +13,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("summary", "per-layer table, parameters and GFLOPs of a model YAML"),
     "derive": ("derive", "write the concrete model YAML of an architecture JSON"),
+    "serve": ("serve", "run the pipeline stage's HTTP server (TANGO neck_nas container)"),
+    "demo": ("demo", "run the whole stage on the embedded demo project with a PM stub, on loopback"),
 }
 
 

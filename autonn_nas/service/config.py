@@ -1,0 +1,57 @@
+"""The stage's settings, all from environment variables (contract.md, "Names and places")."""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_PORT = 8089
+DEFAULT_CONTAINER_ID = "neck_nas"
+DEFAULT_PM_URL = "http://projectmanager:8085"
+DEFAULT_SHARED_DIR = "/shared"
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    shared_dir: Path
+    container_id: str = DEFAULT_CONTAINER_ID
+    pm_url: str = DEFAULT_PM_URL
+    port: int = DEFAULT_PORT
+    status_updates: bool = False  # optional POST /status_update progress events
+    stop_grace_s: float = 5.0  # SIGTERM -> SIGKILL delay for /stop
+    pm_attempts: int = 4  # status_report tries before giving up
+    pm_timeout_s: float = 3.0  # per HTTP call
+    pm_backoff_s: float = 0.5  # first retry delay, doubled each time
+    queue_lock: Path = Path(tempfile.gettempdir()) / "autonn-nas-queue.lock"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "ServiceConfig":
+        env = os.environ if env is None else env
+
+        def number(name: str, default: float, kind: type = float):
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ValueError(f"environment variable {name}={raw!r} is not a valid {kind.__name__}") from None
+
+        return cls(
+            shared_dir=Path(env.get("SHARED_DIR") or DEFAULT_SHARED_DIR).resolve(),
+            container_id=env.get("CONTAINER_ID") or DEFAULT_CONTAINER_ID,
+            pm_url=(env.get("PROJECT_MANAGER_URL") or DEFAULT_PM_URL).rstrip("/"),
+            port=number("PORT", DEFAULT_PORT, int),
+            status_updates=_flag(env.get("NAS_STATUS_UPDATES")),
+            stop_grace_s=number("NAS_STOP_GRACE_S", 5.0),
+            pm_attempts=max(1, number("NAS_PM_ATTEMPTS", 4, int)),
+            pm_timeout_s=number("NAS_PM_TIMEOUT_S", 3.0),
+            pm_backoff_s=number("NAS_PM_BACKOFF_S", 0.5),
+            queue_lock=Path(env.get("NAS_QUEUE_LOCK") or cls.queue_lock),
+        )

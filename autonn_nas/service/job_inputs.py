@@ -1,0 +1,120 @@
+"""Turn a project folder into search settings, or a `failed` reason that names the file and the problem.
+
+Checked before a job is spawned (so /start can answer `failed` at once) and again by the job itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autonn_nas.search.settings import SearchSettings
+from autonn_nas.service.paths import BASEMODEL, PROJECT_INFO, SETTINGS_FILE, ProjectPaths, inside
+from autonn_nas.service.project_info import read_project_info
+
+SUPPORTED_TASK = "detection"
+# Set by the stage from the project; a neck_nas.yaml may not point them elsewhere.
+STAGE_OWNED_SETTINGS = ("data", "out")
+# Settings that name files: resolved relative to the project folder and kept inside the shared volume.
+PATH_SETTINGS = ("cfg", "weights", "latency_table")
+
+
+class JobInputError(ValueError):
+    """A project that cannot be searched; the message is shown by /status and written to the job log."""
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    project_info: dict[str, Any]
+    dataset_yaml: Path
+    settings: SearchSettings
+
+
+def _lightweight_level(info: dict[str, Any], source: Path) -> int | None:
+    value = info.get("lightweight_level")
+    if value is None or value == "":
+        return None
+    try:
+        level = int(value)
+    except (TypeError, ValueError):
+        level = -1
+    if not 0 <= level <= 10 or str(level) != str(value).strip():
+        raise JobInputError(f"{source}: lightweight_level must be an integer 0..10, got {value!r}")
+    return level
+
+
+def _read_settings_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise JobInputError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise JobInputError(f"{path}: expected a mapping of search settings, got a YAML {type(data).__name__}")
+    owned = [key for key in STAGE_OWNED_SETTINGS if key in data]
+    if owned:
+        raise JobInputError(f"{path}: {', '.join(owned)} cannot be set here: the stage takes the dataset from "
+                            f"{PROJECT_INFO} and writes to the project's run folder")
+    return data
+
+
+def _resolve_path_setting(paths: ProjectPaths, key: str, value: Any, source: Path) -> str:
+    if key == "cfg" and isinstance(value, str) and "/" not in value and not paths.input(value).is_file():
+        return value  # a built-in config name such as yolov4-p5-search.yaml
+    if not isinstance(value, str) or not value:
+        raise JobInputError(f"{source}: {key} must be a file name, got {value!r}")
+    try:
+        resolved = inside(paths.shared_dir, paths.project_dir / value, key)
+    except ValueError as exc:
+        raise JobInputError(f"{source}: {exc}") from None
+    if not resolved.is_file():
+        raise JobInputError(f"{source}: {key} file {str(resolved)!r} does not exist")
+    return str(resolved)
+
+
+def load_job_inputs(paths: ProjectPaths, resume: bool = False) -> JobInputs:
+    """Read and check every input of the project; raises JobInputError (or a ValueError subclass) with the reason."""
+    if not paths.project_dir.is_dir():
+        raise JobInputError(f"project folder {paths.project_dir} does not exist")
+    info_path = paths.input(PROJECT_INFO)
+    info = read_project_info(info_path)
+
+    task = str(info.get("task_type") or "").strip().lower()
+    if not task:
+        raise JobInputError(f"{info_path}: task_type is missing; this stage handles task_type : {SUPPORTED_TASK}")
+    if task != SUPPORTED_TASK:
+        raise JobInputError(f"{info_path}: task_type is '{info['task_type']}', but the neck NAS stage handles only "
+                            f"'{SUPPORTED_TASK}'")
+
+    dataset = info.get("dataset")
+    if dataset is None or str(dataset).strip() == "":
+        raise JobInputError(f"{info_path}: dataset is missing (a folder name under {paths.shared_dir / 'datasets'})")
+    try:
+        dataset_yaml = paths.dataset_yaml(str(dataset).strip())
+    except ValueError as exc:
+        raise JobInputError(f"{info_path}: dataset: {exc}") from None
+    if not dataset_yaml.is_file():
+        raise JobInputError(f"{info_path}: dataset '{dataset}' has no {dataset_yaml}")
+
+    values: dict[str, Any] = {}
+    settings_path = paths.input(SETTINGS_FILE)
+    if settings_path.is_file():
+        values = _read_settings_file(settings_path)
+        for key in PATH_SETTINGS:
+            if values.get(key) is not None:
+                values[key] = _resolve_path_setting(paths, key, values[key], settings_path)
+    basemodel = paths.input(BASEMODEL)
+    if "cfg" not in values and basemodel.is_file():
+        values["cfg"] = str(inside(paths.shared_dir, basemodel, BASEMODEL))
+    level = _lightweight_level(info, info_path)
+    if "lightweight_level" not in values and level is not None:
+        values["lightweight_level"] = level
+    values.update(data=str(dataset_yaml), out=str(paths.run_dir), resume=resume)
+    try:
+        settings = SearchSettings.from_mapping(values, source=str(settings_path))
+    except TypeError as exc:
+        raise JobInputError(f"{settings_path}: {exc}") from None
+    return JobInputs(project_info=info, dataset_yaml=dataset_yaml, settings=settings)

@@ -1,0 +1,86 @@
+"""One search job of the stage, run as its own process by the server:
+
+    python -m autonn_nas.service.job_main --user-id U --project-id P --job-id ID [--resume]
+
+It waits its turn on the machine's queue lock, runs the search, places the outputs, and reports the end
+(completed or failed, whatever the cause) to the project manager. Its stdout/stderr are the job log.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import traceback
+
+from autonn_nas.service import state as st
+from autonn_nas.service.config import ServiceConfig
+from autonn_nas.service.job_inputs import load_job_inputs
+from autonn_nas.service.job_record import JobCancelled, JobRecord
+from autonn_nas.service.paths import ProjectPaths
+from autonn_nas.service.pm_client import PMClient
+from autonn_nas.service.queue import queue_turn
+from autonn_nas.utils.log import get_logger
+
+log = get_logger("service.job")
+
+
+class JobStopped(BaseException):
+    """SIGTERM from /stop (a BaseException, so no `except Exception` in the search swallows it)."""
+
+
+def _on_sigterm(signum, frame):
+    raise JobStopped()
+
+
+def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: bool) -> int:
+    pm = PMClient(config)
+    record = JobRecord(paths, job_id, pm)
+    outcome = None
+    try:
+        inputs = load_job_inputs(paths, resume=resume)
+        log.info("job %s for %s/%s: settings %s", job_id, paths.user_id, paths.project_id, inputs.settings.to_dict())
+        record.update(phase="queued")
+        with queue_turn(config.queue_lock, on_wait=lambda: log.info("another search runs on this machine; queued")):
+            record.running()
+            # Imported here: the search stack is heavy, and a bad project should fail fast without it.
+            from autonn_nas.search.runner import run_search
+
+            result = run_search(inputs.settings, on_event=record.on_event)
+            log.info("search finished: %s", result.arch)
+            outputs = record.complete(result, inputs)
+        log.info("outputs: %s", outputs)
+        outcome = st.COMPLETED
+    except JobStopped:
+        record.stopped()
+        log.info("job %s stopped", job_id)
+        return 0
+    except JobCancelled as exc:
+        log.info("job %s ends: %s", job_id, exc)
+        return 0
+    except ValueError as exc:  # bad inputs: DatasetError, ConfigError, settings errors
+        log.error("failed: %s", exc)
+        outcome = st.FAILED if record.fail(str(exc)) else None
+    except BaseException as exc:  # noqa: BLE001 - a bug must still be reported as failed
+        log.error("failed with an unexpected error:\n%s", traceback.format_exc())
+        reason = "out of memory: " if "out of memory" in str(exc).lower() else "internal error: "
+        outcome = st.FAILED if record.fail(f"{reason}{type(exc).__name__}: {exc}") else None
+    if outcome:
+        pm.status_report(paths.user_id, paths.project_id, outcome)
+    return 0 if outcome == st.COMPLETED else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autonn_nas.service.job_main", description=__doc__)
+    parser.add_argument("--user-id", required=True)
+    parser.add_argument("--project-id", required=True)
+    parser.add_argument("--job-id", required=True)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    config = ServiceConfig.from_env()
+    paths = ProjectPaths.of(config.shared_dir, args.user_id, args.project_id)
+    return run_job(config, paths, args.job_id, args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The job's own writes to status.json, and its progress events to the project manager.
+
+Every write re-reads the state under the lock and checks that it still belongs to this job: when the
+server marked it stopped (or a newer job replaced it), the job ends instead of overwriting that.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from autonn_nas.service import state as st
+from autonn_nas.service.handoff import neural_net_info, place_outputs, search_img_size
+from autonn_nas.service.job_inputs import JobInputs
+from autonn_nas.service.paths import ProjectPaths
+from autonn_nas.service.pm_client import PMClient
+from autonn_nas.utils.log import get_logger
+
+log = get_logger("service.job")
+
+PHASE_OF_EVENT = {"nas_start": "search", "evolution_search": "evolution_search", "nas_end": "deriving"}
+
+
+class JobCancelled(Exception):
+    """The state on disk no longer belongs to this job (stopped, or replaced)."""
+
+
+class JobRecord:
+    def __init__(self, paths: ProjectPaths, job_id: str, pm: PMClient):
+        self.paths = paths
+        self.job_id = job_id
+        self.pm = pm
+
+    def _own_state(self) -> dict[str, Any]:
+        state = st.read_status(self.paths) or {}
+        if state.get("job_id") != self.job_id:
+            raise JobCancelled("a newer job owns this project")
+        if state.get("status") not in st.ACTIVE:
+            raise JobCancelled(f"the job was marked {state.get('status')}")
+        return state
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        with st.locked(self.paths):
+            return st.write_status(self.paths, self._own_state() | changes)
+
+    def running(self) -> None:
+        self.update(status=st.RUNNING, phase="search", running_since_ts=time.time())
+        self.pm.status_update(self.paths.user_id, self.paths.project_id, "nas_start", {"status": st.RUNNING})
+
+    def on_event(self, update_id: str, content: dict[str, Any]) -> None:
+        """The search runner's progress callback: status.json progress/ETA, and a PM status_update."""
+        with st.locked(self.paths):
+            state = self._own_state()
+            changes: dict[str, Any] = {"last_event": update_id}
+            if update_id == "epoch_summary":
+                epoch, epochs = content.get("epoch"), content.get("epochs")
+                changes["phase"] = content.get("phase") or state.get("phase")
+                if isinstance(epoch, int) and isinstance(epochs, int) and epochs > 0:
+                    # The runner counts epochs from 0; progress counts finished epochs.
+                    done = epoch + 1
+                    progress, eta = st.progress_eta(state, done, epochs)
+                    changes.update(epoch=done, epochs=epochs, progress=round(progress, 4), eta_s=eta)
+            elif update_id in PHASE_OF_EVENT:
+                changes["phase"] = PHASE_OF_EVENT[update_id]
+            st.write_status(self.paths, state | changes)
+        self.pm.status_update(self.paths.user_id, self.paths.project_id, update_id, content)
+
+    def complete(self, result: Any, inputs: JobInputs) -> dict[str, str]:
+        """Place the outputs and mark the job completed, in one step under the lock."""
+        from autonn_nas.data import load_dataset_config
+
+        dataset = load_dataset_config(inputs.dataset_yaml)
+        fallback = inputs.settings.resolve_defaults(on_gpu=torch.cuda.is_available()).img_size
+        img_size = search_img_size(result.report, dict(result.metrics or {}), fallback)
+        info = neural_net_info(result.model_yaml, img_size, dataset.names)
+        with st.locked(self.paths):
+            state = self._own_state()
+            try:
+                outputs = place_outputs(self.paths, result.model_yaml, result.weights, info)
+            except BaseException:
+                self.paths.remove_outputs()
+                raise
+            st.write_status(self.paths, state | {
+                "status": st.COMPLETED, "phase": "done", "progress": 1.0, "eta_s": 0, "error": None,
+                "finished_at": st.now_iso(), "outputs": outputs, "architecture": str(result.arch),
+                "report": str(result.report), "metrics": _jsonable(result.metrics)})
+        self.pm.status_update(self.paths.user_id, self.paths.project_id, "nas_end",
+                              {"status": st.COMPLETED, "architecture": str(result.arch), "model_yaml": outputs.get("neck_nas_model.yaml")})
+        return outputs
+
+    def fail(self, reason: str) -> bool:
+        """Mark the job failed with `reason`; False when the state is no longer this job's (nothing to report)."""
+        with st.locked(self.paths):
+            try:
+                state = self._own_state()
+            except JobCancelled:
+                return False
+            self.paths.remove_outputs()
+            st.write_status(self.paths, state | {"status": st.FAILED, "error": reason, "eta_s": None, "finished_at": st.now_iso()})
+        return True
+
+    def stopped(self) -> None:
+        with st.locked(self.paths):
+            state = st.read_status(self.paths) or {}
+            if state.get("job_id") != self.job_id:
+                return  # a newer job owns the project: leave its files alone
+            self.paths.remove_outputs()
+            if state.get("status") in st.ACTIVE:  # else the server already wrote `stopped`
+                st.write_status(self.paths, state | {"status": st.STOPPED, "phase": "stopped", "finished_at": st.now_iso()})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

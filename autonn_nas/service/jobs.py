@@ -1,0 +1,197 @@
+"""The server's side of a job's life: start, resume, stop, and noticing jobs that died.
+
+A job is `python -m autonn_nas.service.job_main` in its own session (own process group), with its output
+in <project>/neck_nas/job.log, so a crash, an out-of-memory kill or a /stop never touches the server, and
+/stop can end every process the job started. The job writes its own progress and end state; the server
+writes only what the job cannot: `started`, `stopped`, and `failed` for a job process found dead.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+from autonn_nas.service import state as st
+from autonn_nas.service.config import ServiceConfig
+from autonn_nas.service.job_inputs import load_job_inputs
+from autonn_nas.service.paths import ProjectPaths, all_status_files
+from autonn_nas.service.pm_client import PMClient
+from autonn_nas.utils.log import get_logger
+
+log = get_logger("service.jobs")
+
+JOB_MODULE = "autonn_nas.service.job_main"
+
+
+def append_to_log(paths: ProjectPaths, message: str) -> None:
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(paths.job_log, "a", encoding="utf-8") as handle:
+        handle.write(f"{st.now_iso()} [server] {message}\n")
+
+
+def _signal_group(pgid: int | None, sig: int) -> None:
+    if pgid:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class JobManager:
+    def __init__(self, config: ServiceConfig, pm: PMClient | None = None):
+        self.config = config
+        self.pm = pm or PMClient(config)
+
+    def paths(self, user_id: str | None, project_id: str | None) -> ProjectPaths:
+        return ProjectPaths.of(self.config.shared_dir, user_id, project_id)
+
+    # ---- start / resume -------------------------------------------------------------------------
+    def start(self, paths: ProjectPaths, resume: bool = False) -> tuple[str, int]:
+        """('started', 200) when a job runs for the project after this call; ('failed', 400) with the reason on disk."""
+        if not paths.project_dir.is_dir():
+            log.warning("start %s/%s refused: project folder %s does not exist", paths.user_id, paths.project_id, paths.project_dir)
+            return st.FAILED, 400
+        with st.locked(paths):
+            state = self._reconciled(paths, st.read_status(paths))
+            if state and state.get("status") in st.ACTIVE:
+                return st.STARTED, 200  # idempotent: the same project never runs twice
+            if resume and (not state or state.get("status") not in (st.FAILED, st.STOPPED)):
+                reason = "nothing to resume: " + (f"the last job is {state.get('status')}" if state else "no job was ever started")
+                log.warning("resume %s/%s refused: %s", paths.user_id, paths.project_id, reason)
+                return st.FAILED, 400
+            try:
+                load_job_inputs(paths, resume=resume)
+            except ValueError as exc:
+                message = str(exc)
+                append_to_log(paths, f"{'resume' if resume else 'start'} refused: {message}")
+                st.write_status(paths, self._base_state(paths, state) | {
+                    "status": st.FAILED, "phase": "inputs", "error": message, "finished_at": st.now_iso()})
+                log.warning("start %s/%s refused: %s", paths.user_id, paths.project_id, message)
+                return st.FAILED, 400
+            if not resume:
+                paths.remove_outputs()
+            job_id = uuid.uuid4().hex
+            process = self._spawn(paths, job_id, resume)
+            new_state = self._base_state(paths, state if resume else None) | {
+                "status": st.STARTED, "phase": "starting", "job_id": job_id, "resumed": resume,
+                "pid": process.pid, "pgid": process.pid, "pid_start": st.process_start_ticks(process.pid),
+                "started_at": st.now_iso(), "finished_at": None, "error": None,
+                "epoch": state.get("epoch") if resume and state else None,
+                "epochs": state.get("epochs") if resume and state else None,
+                "progress": state.get("progress", 0.0) if resume and state else 0.0, "eta_s": None,
+            }
+            st.write_status(paths, new_state)
+        threading.Thread(target=self._watch, args=(paths, job_id, process), daemon=True, name=f"watch-{job_id[:8]}").start()
+        log.info("%s %s/%s: job %s pid %d", "resumed" if resume else "started", paths.user_id, paths.project_id, job_id[:8], process.pid)
+        return st.STARTED, 200
+
+    @staticmethod
+    def _base_state(paths: ProjectPaths, previous: dict[str, Any] | None) -> dict[str, Any]:
+        base = {"user_id": paths.user_id, "project_id": paths.project_id, "log": str(paths.job_log)}
+        return (previous or {}) | base
+
+    def _spawn(self, paths: ProjectPaths, job_id: str, resume: bool) -> subprocess.Popen:
+        command = [sys.executable, "-m", JOB_MODULE, "--user-id", paths.user_id, "--project-id", paths.project_id, "--job-id", job_id]
+        if resume:
+            command.append("--resume")
+        append_to_log(paths, f"{'resuming' if resume else 'starting'} job {job_id}")
+        with open(paths.job_log, "ab") as job_log:
+            # start_new_session: own process group, so /stop reaches the DataLoader workers too, and signals
+            # sent to the server (Ctrl-C, docker stop) do not reach the job.
+            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=job_log, stderr=subprocess.STDOUT,
+                                    cwd=paths.run_dir, start_new_session=True, close_fds=True)
+
+    def _watch(self, paths: ProjectPaths, job_id: str, process: subprocess.Popen) -> None:
+        code = process.wait()
+        how = f"was killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
+        self._fail_if_unfinished(paths, job_id, f"the job process {how} before finishing")
+
+    # ---- dead jobs ------------------------------------------------------------------------------
+    def _reconciled(self, paths: ProjectPaths, state: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Under the lock: a started/running job whose process is gone becomes `failed` (and is reported)."""
+        if not state or state.get("status") not in st.ACTIVE:
+            return state
+        if st.process_alive(state.get("pid"), state.get("pid_start")):
+            return state
+        return self._mark_failed(paths, state, "the job process is no longer running (killed, out of memory, or the machine restarted)")
+
+    def _mark_failed(self, paths: ProjectPaths, state: dict[str, Any], reason: str) -> dict[str, Any]:
+        _signal_group(state.get("pgid"), signal.SIGKILL)  # leftovers such as DataLoader workers
+        paths.remove_outputs()
+        state = st.write_status(paths, state | {"status": st.FAILED, "phase": "died", "error": reason, "finished_at": st.now_iso()})
+        append_to_log(paths, f"job {state.get('job_id')} failed: {reason}")
+        log.error("%s/%s failed: %s", paths.user_id, paths.project_id, reason)
+        threading.Thread(target=self.pm.status_report, args=(paths.user_id, paths.project_id, st.FAILED), daemon=True).start()
+        return state
+
+    def _fail_if_unfinished(self, paths: ProjectPaths, job_id: str, reason: str) -> None:
+        with st.locked(paths):
+            state = st.read_status(paths)
+            if state and state.get("job_id") == job_id and state.get("status") in st.ACTIVE:
+                self._mark_failed(paths, state, reason)
+
+    def reconcile(self, paths: ProjectPaths) -> dict[str, Any] | None:
+        with st.locked(paths):
+            return self._reconciled(paths, st.read_status(paths))
+
+    def reconcile_all(self) -> None:
+        """At server start: jobs that died with the previous server are reported failed (and can be resumed)."""
+        for status_file in all_status_files(self.config.shared_dir):
+            project_dir = status_file.parent.parent
+            try:
+                paths = self.paths(project_dir.parent.name, project_dir.name)
+                state = st.read_status(paths)
+                if state and state.get("status") in st.ACTIVE:
+                    self.reconcile(paths)
+            except (ValueError, OSError) as exc:
+                log.warning("start-up check of %s skipped: %s", status_file, exc)
+
+    # ---- stop -----------------------------------------------------------------------------------
+    def stop(self, paths: ProjectPaths) -> tuple[str, int]:
+        if not paths.status_file.is_file():
+            return st.FAILED, 400  # no job was ever started for this project
+        with st.locked(paths):
+            state = st.read_status(paths) or {}
+            if state.get("status") not in st.ACTIVE:
+                return st.STOPPED, 200  # nothing runs; a finished job keeps its state and outputs
+            # Written first, under the lock, so a job finishing at this moment cannot place its outputs.
+            st.write_status(paths, state | {"status": st.STOPPED, "phase": "stopped", "finished_at": st.now_iso(), "eta_s": None})
+            append_to_log(paths, f"stop requested for job {state.get('job_id')}")
+        pgid = state.get("pgid")
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.stop_grace_s
+        while st.group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if st.group_alive(pgid):
+            append_to_log(paths, f"job did not end within {self.config.stop_grace_s:g}s of SIGTERM: SIGKILL")
+            _signal_group(pgid, signal.SIGKILL)
+            deadline = time.monotonic() + 5.0
+            while st.group_alive(pgid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        with st.locked(paths):
+            paths.remove_outputs()
+        log.info("stopped %s/%s", paths.user_id, paths.project_id)
+        return st.STOPPED, 200
+
+    # ---- status ---------------------------------------------------------------------------------
+    def status_word(self, paths: ProjectPaths) -> str:
+        if not paths.status_file.is_file():
+            return st.READY
+        state = self.reconcile(paths) or {}
+        return state.get("status", st.READY)
+
+    def status_detail(self, paths: ProjectPaths) -> dict[str, Any]:
+        detail: dict[str, Any] = {"user_id": paths.user_id, "project_id": paths.project_id, "status": st.READY}
+        if not paths.status_file.is_file():
+            if not paths.project_dir.is_dir():
+                detail["error"] = f"project folder {paths.project_dir} does not exist"
+            return detail
+        state = self.reconcile(paths) or {}
+        detail.update({k: v for k, v in state.items() if k not in ("pid_start", "running_since_ts")})
+        detail["outputs"] = paths.outputs() if state.get("status") == st.COMPLETED else {}
+        return detail

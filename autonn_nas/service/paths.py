@@ -1,0 +1,102 @@
+"""Where a project's files live on the shared volume, with ids checked and every path kept inside it."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+RUN_DIR_NAME = "neck_nas"
+PROJECT_INFO = "project_info.yaml"
+BASEMODEL = "basemodel.yaml"
+SETTINGS_FILE = "neck_nas.yaml"
+MODEL_YAML = "neck_nas_model.yaml"
+WEIGHTS = "bestmodel.pt"
+NET_INFO = "neural_net_info.yaml"
+OUTPUT_NAMES = (MODEL_YAML, WEIGHTS, NET_INFO)
+
+
+class InvalidIdError(ValueError):
+    """A user or project id that is not a plain name; nothing on disk is touched for it."""
+
+
+class OutsideSharedDirError(ValueError):
+    """A path that would leave the shared volume."""
+
+
+def check_id(kind: str, value: str | None) -> str:
+    """A user/project id must be a plain folder name: letters, digits, '_', '-', '.'; never '.' or '..'."""
+    if not value:
+        raise InvalidIdError(f"{kind} is missing")
+    if not _ID_PATTERN.fullmatch(value) or set(value) == {"."} or ".." in value:
+        raise InvalidIdError(f"{kind} {value!r} is not a plain name (letters, digits, '_', '-', '.'; no '..', no slashes)")
+    return value
+
+
+def inside(root: Path, path: Path, what: str = "path") -> Path:
+    """`path` resolved (symlinks followed); an error when it is not inside `root`."""
+    root = root.resolve()
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise OutsideSharedDirError(f"{what} {str(path)!r} resolves to {str(resolved)!r}, outside the shared volume {str(root)!r}")
+    return resolved
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """Every file of one project; built only from checked ids."""
+
+    shared_dir: Path
+    user_id: str
+    project_id: str
+
+    @classmethod
+    def of(cls, shared_dir: Path, user_id: str | None, project_id: str | None) -> "ProjectPaths":
+        paths = cls(shared_dir.resolve(), check_id("user_id", user_id), check_id("project_id", project_id))
+        inside(paths.shared_dir, paths.project_dir, "project folder")
+        return paths
+
+    @property
+    def project_dir(self) -> Path:
+        return self.shared_dir / "common" / self.user_id / self.project_id
+
+    @property
+    def run_dir(self) -> Path:
+        return self.project_dir / RUN_DIR_NAME
+
+    @property
+    def status_file(self) -> Path:
+        return self.run_dir / "status.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.run_dir / ".status.lock"
+
+    @property
+    def job_log(self) -> Path:
+        return self.run_dir / "job.log"
+
+    def input(self, name: str) -> Path:
+        return self.project_dir / name
+
+    def output(self, name: str) -> Path:
+        return self.project_dir / name
+
+    def dataset_yaml(self, dataset: str) -> Path:
+        check_id("dataset", dataset)
+        return inside(self.shared_dir, self.shared_dir / "datasets" / dataset / "dataset.yaml", "dataset.yaml")
+
+    def outputs(self) -> dict[str, str]:
+        """The stage's products that exist now, name -> absolute path."""
+        return {name: str(self.output(name)) for name in OUTPUT_NAMES if self.output(name).is_file()}
+
+    def remove_outputs(self) -> None:
+        """Delete the products (the YAML first), so that only a completed job leaves them."""
+        for name in (MODEL_YAML, *[n for n in OUTPUT_NAMES if n != MODEL_YAML]):
+            self.output(name).unlink(missing_ok=True)
+
+
+def all_status_files(shared_dir: Path) -> list[Path]:
+    """Every project's status.json (for the start-up scan of jobs that died with the previous server)."""
+    return sorted((shared_dir / "common").glob(f"*/*/{RUN_DIR_NAME}/status.json"))

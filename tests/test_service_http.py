@@ -1,0 +1,99 @@
+"""The stage's HTTP contract over loopback with real processes, for everything that ends before a search."""
+from __future__ import annotations
+
+import pytest
+
+from autonn_nas.service.local_stack import http_get
+from test_service_support import USER, fake_dataset, shared_stack, write_project  # noqa: F401 (fixture)
+
+ENDPOINTS = ("start", "stop", "resume", "status_request")
+BAD_IDS = ["../../etc", "..", ".", "a/b", "a b", "", "x" * 200, "%2e%2e", "user;rm", "..hidden", "a\\b"]
+CLASSIFICATION = "task_type : classification\ndataset : coco128_mini\n"
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_healthz_and_ready(shared_stack):
+    assert http_get(f"{shared_stack.stage_url}/healthz") == (200, "ok")
+    assert shared_stack.call("status_request", project="never_started") == (200, "ready")
+    detail = shared_stack.status(project="never_started")
+    assert detail["status"] == "ready" and "does not exist" in detail["error"]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_invalid_ids_refused_and_nothing_touched(shared_stack, bad):
+    before = _tree(shared_stack.root)
+    for endpoint in ENDPOINTS:
+        assert shared_stack.call(endpoint, user=bad) == (400, "failed"), endpoint
+        assert shared_stack.call(endpoint, project=bad) == (400, "failed"), endpoint
+    assert shared_stack.status(user=bad)["status"] == "failed"
+    assert _tree(shared_stack.root) == before
+
+
+def test_path_traversal_leaves_no_trace(shared_stack):
+    write_project(shared_stack.shared, project="traversal")
+    fake_dataset(shared_stack.shared)
+    before = _tree(shared_stack.root)
+    assert shared_stack.call("start", user="../..", project="etc") == (400, "failed")
+    assert shared_stack.call("start", user=USER, project="../../../x") == (400, "failed")
+    assert _tree(shared_stack.root) == before
+
+
+def test_userid_alias_and_reason_in_status_and_log(shared_stack):
+    write_project(shared_stack.shared, project="alias", info=CLASSIFICATION)
+    fake_dataset(shared_stack.shared)
+    assert shared_stack.call("start", project="alias", id_key="userid") == (400, "failed")
+    assert shared_stack.call("status_request", project="alias", id_key="userid") == (200, "failed")
+    detail = shared_stack.status(project="alias")
+    assert detail["status"] == "failed" and "project_info.yaml" in detail["error"] and "classification" in detail["error"]
+    assert "classification" in shared_stack.job_log(project="alias")
+
+
+@pytest.mark.parametrize(
+    "case, info, settings, with_dataset, expect",
+    [
+        ("no_project_info", None, None, True, "project_info.yaml: not found"),
+        ("malformed", "task_type : detection\nthis line has no colon\n", None, True, "line 2"),
+        ("classification", CLASSIFICATION, None, True, "only 'detection'"),
+        ("no_task_type", "dataset : coco128_mini\n", None, True, "task_type is missing"),
+        ("missing_dataset", "task_type : detection\ndataset : nosuchdata\n", None, False, "nosuchdata"),
+        ("no_dataset_key", "task_type : detection\n#dataset : coco128_mini\n", None, True, "dataset is missing"),
+        ("bad_settings_key", None, {"epochs": 1, "epoch_count": 3}, True, "neck_nas.yaml: unknown setting(s) epoch_count"),
+        ("bad_settings_value", None, {"img_size": 100}, True, "multiple of 32"),
+        ("settings_sets_data", None, {"data": "/etc/x.yaml"}, True, "data cannot be set here"),
+        ("cfg_outside_shared", None, {"cfg": "../../../../etc/passwd"}, True, "outside the shared volume"),
+        ("bad_lightweight_level", "task_type : detection\ndataset : coco128_mini\nlightweight_level : 42\n", None, True, "lightweight_level"),
+    ],
+)
+def test_bad_inputs_fail_with_a_reason(shared_stack, case, info, settings, with_dataset, expect):
+    project_dir = write_project(shared_stack.shared, project=case, info=info, settings=settings,
+                                dataset="coco128_mini" if with_dataset else "nosuchdata")
+    if case == "no_project_info":
+        (project_dir / "project_info.yaml").unlink()
+    if with_dataset:
+        fake_dataset(shared_stack.shared)
+    assert shared_stack.call("start", project=case) == (400, "failed")
+    detail = shared_stack.status(project=case)
+    assert detail["status"] == "failed", detail
+    assert expect in detail["error"], detail["error"]
+    assert expect in shared_stack.job_log(project=case)
+    assert not (project_dir / "neck_nas_model.yaml").exists()
+    # a refused /start is answered `failed` at once; it is not also reported as a finished job
+    assert [r for r in shared_stack.records("status_report") if r["project_id"] == case] == []
+
+
+def test_start_of_missing_project_creates_nothing(shared_stack):
+    assert shared_stack.call("start", project="nothere") == (400, "failed")
+    assert not (shared_stack.shared / "common" / USER / "nothere").exists()
+
+
+def test_stop_and_resume_without_a_job(shared_stack):
+    assert shared_stack.call("stop", project="idle") == (400, "failed")  # unknown project
+    write_project(shared_stack.shared, project="idle", info=CLASSIFICATION)
+    fake_dataset(shared_stack.shared)
+    assert shared_stack.call("resume", project="idle") == (400, "failed")  # never started: nothing to resume
+    shared_stack.call("start", project="idle")
+    assert shared_stack.call("stop", project="idle") == (200, "stopped")  # nothing runs; the failed state stays
+    assert shared_stack.call("status_request", project="idle") == (200, "failed")

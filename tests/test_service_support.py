@@ -1,0 +1,166 @@
+"""Shared pieces of the service tests (no tests here): a real PM stub + stage server on loopback.
+
+Every process is started in its own session and killed in teardown, job process groups included.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autonn_nas.service.local_stack import REPO_ROOT, free_port, http_get, start_pm_stub, start_stage
+
+DEMO_VOLUME = REPO_ROOT / "shared_volume"
+DEMO_DATASET = "coco128_mini"
+USER, PROJECT = "demo_user", "demo_project"
+# Tiny search settings: a real search that ends in seconds on a shared 2-core CPU.
+TINY_SETTINGS = {"epochs": 1, "img_size": 64, "batch_size": 4, "width": 0.125, "depth": 0.33, "workers": 0}
+PM_INFO_TEMPLATE = (DEMO_VOLUME / "common" / USER / PROJECT / "project_info.yaml")
+
+
+def write_project(shared: Path, user: str = USER, project: str = PROJECT, info: str | None = None,
+                  settings: dict | None = None, dataset: str = DEMO_DATASET) -> Path:
+    """A project folder as the PM leaves it (project_info.yaml from the embedded demo unless `info` is given)."""
+    project_dir = shared / "common" / user / project
+    project_dir.mkdir(parents=True, exist_ok=True)
+    text = info if info is not None else PM_INFO_TEMPLATE.read_text().replace(f"dataset : {DEMO_DATASET}", f"dataset : {dataset}")
+    (project_dir / "project_info.yaml").write_text(text)
+    if settings is not None:
+        (project_dir / "neck_nas.yaml").write_text(yaml.safe_dump(settings))
+    return project_dir
+
+
+def copy_demo_dataset(shared: Path) -> Path:
+    source = DEMO_VOLUME / "datasets" / DEMO_DATASET
+    if not (source / "dataset.yaml").is_file():
+        pytest.skip(f"the embedded dataset {source} is not there yet")
+    target = shared / "datasets" / DEMO_DATASET
+    if not target.exists():
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.cache"))
+    return target
+
+
+def fake_dataset(shared: Path, name: str = DEMO_DATASET) -> Path:
+    """A dataset.yaml that only needs to exist (for tests that never reach the search)."""
+    folder = shared / "datasets" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset.yaml").write_text("train: images\nval: images\nnc: 1\nnames: [thing]\n")
+    return folder / "dataset.yaml"
+
+
+def runner_available() -> bool:
+    try:
+        from autonn_nas.search.runner import run_search  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_runner = pytest.mark.skipif(not runner_available(), reason="autonn_nas.search.runner.run_search has not landed yet")
+
+
+def kill_job_groups(shared: Path) -> None:
+    """Teardown: SIGKILL the process group of every job a test left behind."""
+    for status_file in (shared / "common").glob("*/*/neck_nas/status.json"):
+        try:
+            pgid = json.loads(status_file.read_text()).get("pgid")
+        except (OSError, ValueError):
+            continue
+        if pgid:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+class Stack:
+    """The PM stub and the stage server, both real processes; methods call them like the PM does."""
+
+    def __init__(self, root: Path, pm_up: bool = True, extra_env: dict | None = None):
+        self.root = root
+        self.shared = root / "shared"
+        self.shared.mkdir(parents=True, exist_ok=True)
+        self.stage_port, self.stub_port = free_port(), free_port()
+        self.stage_url = f"http://127.0.0.1:{self.stage_port}"
+        self.stub_url = f"http://127.0.0.1:{self.stub_port}"
+        self.env = {"NAS_STATUS_UPDATES": "1", "NAS_QUEUE_LOCK": str(root / "queue.lock"), "NAS_STOP_GRACE_S": "3",
+                    "NAS_PM_ATTEMPTS": "3", "NAS_PM_TIMEOUT_S": "1", "NAS_PM_BACKOFF_S": "0.2",
+                    "OMP_NUM_THREADS": "1", **(extra_env or {})}
+        self.stub = start_pm_stub(self.shared, self.stage_url, self.stub_port, root / "pm_stub.log") if pm_up else None
+        self.stage = None
+        self.start_stage()
+
+    def start_stage(self) -> None:
+        self.stage = start_stage(self.shared, self.stub_url, self.stage_port, self.root / "stage.log", self.env)
+
+    def restart_stage(self, sig: int = signal.SIGKILL) -> None:
+        self.stage.stop(sig)
+        self.start_stage()
+
+    def close(self) -> None:
+        for process in (self.stage, self.stub):
+            if process is not None:
+                process.stop(signal.SIGKILL, grace=5)
+        kill_job_groups(self.shared)
+
+    def call(self, endpoint: str, user: str = USER, project: str = PROJECT, id_key: str = "user_id") -> tuple[int, str]:
+        query = urllib.parse.urlencode({id_key: user, "project_id": project})
+        return http_get(f"{self.stage_url}/{endpoint}?{query}")
+
+    def status(self, user: str = USER, project: str = PROJECT) -> dict:
+        return json.loads(self.call("status", user, project)[1])
+
+    def records(self, kind: str) -> list[dict]:
+        return json.loads(http_get(f"{self.stub_url}/records?kind={kind}")[1])
+
+    def wait_for(self, words: tuple[str, ...], timeout: float, user: str = USER, project: str = PROJECT) -> list[str]:
+        """Poll /status_request until it answers one of `words`; returns every distinct word seen."""
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            word = self.call("status_request", user, project)[1]
+            if not seen or seen[-1] != word:
+                seen.append(word)
+            if word in words:
+                return seen
+            time.sleep(0.1)
+        raise AssertionError(f"status stayed {seen} for {timeout}s; job log:\n{self.job_log(user, project)}")
+
+    def wait_report(self, timeout: float, project: str = PROJECT) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reports = [r for r in self.records("status_report") if r.get("project_id") == project]
+            if reports:
+                return reports[-1]
+            time.sleep(0.1)
+        raise AssertionError(f"no status_report for {project} within {timeout}s")
+
+    def job_log(self, user: str = USER, project: str = PROJECT) -> str:
+        path = self.shared / "common" / user / project / "neck_nas" / "job.log"
+        return path.read_text() if path.is_file() else "(no job log)"
+
+
+@pytest.fixture
+def stack(tmp_path):
+    stack = Stack(tmp_path)
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+@pytest.fixture(scope="module")
+def shared_stack(tmp_path_factory):
+    """One stack for a whole module; its tests use their own project ids."""
+    stack = Stack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield stack
+    finally:
+        stack.close()
