@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "derive": ("derive", "write the concrete model YAML of an architecture JSON"),
     "serve": ("serve", "run the pipeline stage's HTTP server (TANGO neck_nas container)"),
     "demo": ("demo", "run the whole stage on the embedded demo project with a PM stub, on loopback"),
+    "train": ("train", "train a detector on a YOLO dataset (results.csv, last.pt/best.pt)"),
+    "val": ("val", "P, R, mAP50 and mAP50-95 of a checkpoint on a dataset's val split"),
 }
 
 

@@ -27,6 +27,8 @@ class TrainSettings:
     augment: bool = True  # HSV, flip, scale/translate and (hyp 'mosaic') mosaic on the training split
     hyp: dict[str, float] = field(default_factory=dict)  # overrides of DEFAULT_HYP
     progress: bool = True  # tqdm bar per epoch
+    eval_interval: int = 1  # evaluate, write last.pt/best.pt and plot every N epochs (and after the last)
+    nominal_batch: int = 64  # gradients accumulate until about this many images per optimizer step
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -40,7 +42,7 @@ class TrainSettings:
         return cls(**dict(values))
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size", "img_size"):
+        for name in ("epochs", "batch_size", "img_size", "eval_interval", "nominal_batch"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -1,0 +1,68 @@
+"""`autonn-nas train --data D [...]`: train a detector; outputs (weights, results.csv/png, log) in --out."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from autonn_nas.train.settings import TrainSettings
+from autonn_nas.utils.files import atomic_write_json
+
+
+def _hyp_overrides(path: str | None) -> dict[str, float]:
+    if not path:
+        return {}
+    import yaml
+
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a hyperparameter file must map names to numbers (e.g. 'lr0: 0.01')")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=False, help="YOLO dataset.yaml (not needed with --resume)")
+    parser.add_argument("--cfg", default="yolov4-p5.yaml", help="model YAML: a path or a built-in name (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 10 on CPU, 100 on GPU")
+    parser.add_argument("--img", type=int, default=None, help="square train/val size, multiple of 32 (default: 320 CPU, 640 GPU)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default 16); gradients accumulate to 64")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or N (default: CUDA when present)")
+    parser.add_argument("--width", type=float, default=None, help="width_multiple (default: 0.25 on CPU, the YAML's on GPU)")
+    parser.add_argument("--depth", type=float, default=None, help="depth_multiple (default: 0.33 on CPU, the YAML's on GPU)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/train", help="run folder (default %(default)s)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    parser.add_argument("--workers", type=int, default=None, help="data loader processes (default: 2 CPU, 8 GPU)")
+    parser.add_argument("--hyp", default=None, help="YAML of hyperparameter overrides (keys of DEFAULT_HYP)")
+    parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    parser.add_argument("--eval-interval", type=int, default=1, help="evaluate and checkpoint every N epochs (default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from autonn_nas.train.trainer import run_training
+
+    if not args.data and not args.resume:
+        raise SystemExit("autonn-nas train: --data is required (a YOLO dataset.yaml) unless --resume is given")
+    settings = TrainSettings(
+        data=args.data or "",
+        cfg=args.cfg,
+        out=args.out,
+        epochs=args.epochs,
+        img_size=args.img,
+        batch_size=args.batch,
+        width=args.width,
+        depth=args.depth,
+        device=args.device,
+        seed=args.seed,
+        workers=args.workers,
+        resume=args.resume,
+        augment=not args.no_augment,
+        hyp=_hyp_overrides(args.hyp),
+        progress=not args.no_progress,
+        eval_interval=args.eval_interval,
+    )
+    summary = run_training(settings)
+    atomic_write_json(Path(settings.out) / "summary.json", summary)
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,212 @@
+"""A full training run: data, model, optimizer, epochs with evaluation, outputs in the run folder.
+
+Outputs in settings.out: train.log, dataset_report.json, results.csv, results.png, last.pt (resumable),
+best.pt (EMA weights of the best epoch by fitness = 0.1 mAP50 + 0.9 mAP50-95).
+The pieces (build_optimizer, WarmupCosineSchedule, train_one_epoch, evaluate, ModelEMA, checkpoints)
+are importable on their own; this class only wires them together.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autonn_nas.train.anchors import check_anchor_fit, label_wh_at_size
+from autonn_nas.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from autonn_nas.train.coco_eval import coco_ground_truth_from_dataset
+from autonn_nas.train.ema import ModelEMA
+from autonn_nas.train.epoch import make_grad_scaler, train_one_epoch
+from autonn_nas.train.evaluate import evaluate
+from autonn_nas.train.hyp import merge_hyp
+from autonn_nas.train.loss import DetectionLoss, scaled_loss_gains
+from autonn_nas.train.optim import build_optimizer
+from autonn_nas.train.results import fitness, plot_results, write_results_row
+from autonn_nas.train.schedule import WarmupCosineSchedule
+from autonn_nas.train.settings import TrainSettings
+from autonn_nas.utils.device import select_device
+from autonn_nas.utils.files import atomic_write_json
+from autonn_nas.utils.log import add_file_handler, get_logger
+from autonn_nas.utils.seed import seed_everything
+
+log = get_logger("train")
+
+# what a resumed run may change; everything else comes from the checkpoint so the run stays the same
+RESUME_OVERRIDABLE = ("device", "workers", "progress", "out", "resume")
+
+
+def report_to_dict(report: Any) -> Any:
+    """A dataset report as JSON-ready data (dataclass, object with to_dict(), or already plain)."""
+    if hasattr(report, "to_dict"):
+        return report.to_dict()
+    if dataclasses.is_dataclass(report):
+        return dataclasses.asdict(report)
+    return report
+
+
+def build_datasets(settings: TrainSettings, hyp: dict[str, float]) -> tuple[Any, Any, Any]:
+    """(dataset config, train YoloDataset, val YoloDataset) at settings.img_size."""
+    from autonn_nas.data import YoloDataset, load_dataset_config
+
+    data = load_dataset_config(settings.data)
+    train = YoloDataset(data.train, settings.img_size, augment=settings.augment, hyp=hyp, nc=data.nc, seed=settings.seed)
+    val = YoloDataset(data.val, settings.img_size, augment=False, hyp=hyp, nc=data.nc, seed=settings.seed)
+    return data, train, val
+
+
+def make_loader(dataset: Any, batch_size: int, shuffle: bool, workers: int, seed: int) -> Any:
+    from autonn_nas.data import create_dataloader
+
+    return create_dataloader(dataset, batch_size=batch_size, shuffle=shuffle, workers=workers, seed=seed)
+
+
+def _loader_generators(loader: Any) -> dict[str, torch.Generator]:
+    """Random generators a loader draws its shuffle and worker seeds from (restored on resume)."""
+    generators = {}
+    if isinstance(getattr(loader, "generator", None), torch.Generator):
+        generators["loader"] = loader.generator
+    sampler_generator = getattr(getattr(loader, "sampler", None), "generator", None)
+    if isinstance(sampler_generator, torch.Generator) and sampler_generator is not generators.get("loader"):
+        generators["sampler"] = sampler_generator
+    return generators
+
+
+def _set_epoch(dataset: Any, loader: Any, epoch: int) -> None:
+    """Let data components that derive their randomness from the epoch know it (if they do)."""
+    for component in (dataset, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        if hasattr(component, "set_epoch"):
+            component.set_epoch(epoch)
+
+
+class Trainer:
+    """`Trainer(settings).run()` trains and returns a summary dict; `--resume` continues from out/last.pt."""
+
+    def __init__(self, settings: TrainSettings):
+        self.requested = settings
+        self.out = Path(settings.out)
+        self.device = select_device(settings.device)
+        checkpoint = None
+        if settings.resume:
+            checkpoint = load_checkpoint(self.out / "last.pt")
+            saved = TrainSettings.from_mapping(checkpoint["settings"])
+            settings = dataclasses.replace(saved, **{k: getattr(settings, k) for k in RESUME_OVERRIDABLE})
+        self.settings = settings.resolve_defaults(on_gpu=self.device.type == "cuda")
+        self.checkpoint = checkpoint
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        s = self.settings
+        seed_everything(s.seed)
+        self.hyp = merge_hyp(s.hyp)
+        self.data, self.train_set, self.val_set = build_datasets(s, self.hyp)
+        atomic_write_json(self.out / "dataset_report.json", {"train": report_to_dict(self.train_set.report), "val": report_to_dict(self.val_set.report)})
+        from autonn_nas.models.yolo import build_model
+
+        self.model = build_model(s.cfg, nc=self.data.nc, width=s.width, depth=s.depth).to(self.device)
+        self.model.names = list(self.data.names)
+        detect = self.model.detect
+        check_anchor_fit(label_wh_at_size(self.train_set.labels, self.train_set.shapes, s.img_size), self.model, self.hyp["anchor_t"])
+
+        self.train_loader = make_loader(self.train_set, s.batch_size, True, s.workers, s.seed)
+        self.val_loader = make_loader(self.val_set, s.batch_size, False, s.workers, s.seed)
+        self.val_truth = coco_ground_truth_from_dataset(self.val_set, self.data.names)
+        self.loss_fn = DetectionLoss(self.model, scaled_loss_gains(self.hyp, detect.nc, detect.nl, s.img_size))
+        self.optimizer = build_optimizer(self.model, self.hyp, s.batch_size, s.nominal_batch)
+        self.schedule = WarmupCosineSchedule(self.optimizer, self.hyp, s.epochs, len(self.train_loader), s.batch_size, s.nominal_batch)
+        self.scaler = make_grad_scaler(self.device)
+        self.ema = ModelEMA(self.model)
+        self.start_epoch, self.best_fitness, self.best_epoch = 0, -1.0, -1
+        if self.checkpoint is not None:
+            self._restore(self.checkpoint)
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        self.model.load_state_dict(checkpoint["train_state_dict"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.ema.load_state_dict(checkpoint["ema"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        restore_rng_states(checkpoint["rng"], _loader_generators(self.train_loader))
+        self.start_epoch = int(checkpoint["epoch"]) + 1
+        self.best_fitness = float(checkpoint["best_fitness"])
+        self.best_epoch = int(checkpoint.get("best_epoch", -1))
+        log.info("resuming %s from epoch %d of %d", self.out / "last.pt", self.start_epoch, self.settings.epochs)
+
+    def _checkpoint(self, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "model_yaml": self.model.yaml,
+            "nc": self.model.nc,
+            "names": list(self.data.names),
+            "state_dict": self.ema.ema.state_dict(),
+            "epoch": epoch,
+            "best_fitness": self.best_fitness,
+            "best_epoch": self.best_epoch,
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+            "settings": self.settings.to_dict(),
+            "hyp": self.hyp,
+            "train_state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_states(_loader_generators(self.train_loader)),
+        }
+
+    # -- run ---------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        handler = add_file_handler(self.out / "train.log")
+        try:
+            return self._run()
+        finally:
+            get_logger().removeHandler(handler)
+            handler.close()
+
+    def _run(self) -> dict[str, Any]:
+        s = self.settings
+        log.info("training on %s: %s", self.device, {k: v for k, v in s.to_dict().items() if k != "hyp"})
+        self._setup()
+        metrics: dict[str, Any] = dict(self.checkpoint.get("metrics", {})) if self.checkpoint else {}
+        started = time.perf_counter()
+        for epoch in range(self.start_epoch, s.epochs):
+            _set_epoch(self.train_set, self.train_loader, epoch)
+            result = train_one_epoch(
+                self.model, self.train_loader, self.loss_fn, self.optimizer, self.schedule, epoch, self.device,
+                scaler=self.scaler, ema=self.ema, progress=s.progress, description=f"epoch {epoch + 1}/{s.epochs}",
+            )
+            row: dict[str, Any] = {"epoch": epoch, "box_loss": result.box, "obj_loss": result.obj, "cls_loss": result.cls,
+                                   **{f"lr{i}": lr for i, lr in enumerate(result.lr)}}
+            line = f"epoch {epoch + 1}/{s.epochs}: loss box {result.box:.4f} obj {result.obj:.4f} cls {result.cls:.4f}"
+            improved = False
+            milestone = (epoch + 1) % s.eval_interval == 0 or epoch + 1 == s.epochs
+            if milestone:
+                metrics = evaluate(self.ema.ema, self.val_loader, self.device, ground_truth=self.val_truth)
+                score = fitness(metrics)
+                improved = score > self.best_fitness
+                if improved:
+                    self.best_fitness, self.best_epoch = score, epoch
+                row.update(precision=metrics["precision"], recall=metrics["recall"], map50=metrics["map50"], map50_95=metrics["map"])
+                line += f" | P {metrics['precision']:.3f} R {metrics['recall']:.3f} mAP50 {metrics['map50']:.4f} mAP50-95 {metrics['map']:.4f}"
+            log.info("%s | %.1f s, %.0f%% waiting on data", line, result.data_seconds + result.compute_seconds, 100 * result.data_share)
+            write_results_row(self.out / "results.csv", row)
+            if milestone:  # checkpoints and plots cost seconds: only with an evaluation
+                checkpoint = self._checkpoint(epoch, metrics)
+                save_checkpoint(self.out / "last.pt", checkpoint)
+                if improved:
+                    save_checkpoint(self.out / "best.pt", checkpoint, for_resume=False)
+                plot_results(self.out / "results.csv", self.out / "results.png")
+        summary = {
+            "epochs": s.epochs,
+            "best_epoch": self.best_epoch,
+            "best_fitness": self.best_fitness,
+            "final": {k: metrics.get(k) for k in ("precision", "recall", "map50", "map")},
+            "seconds": time.perf_counter() - started,
+            "out": str(self.out),
+            "last": str(self.out / "last.pt"),
+            "best": str(self.out / "best.pt"),
+        }
+        log.info("done: best epoch %d (fitness %.4f); weights in %s", self.best_epoch + 1, self.best_fitness, self.out)
+        return summary
+
+
+def run_training(settings: TrainSettings) -> dict[str, Any]:
+    return Trainer(settings).run()
