@@ -164,3 +164,40 @@ def shared_stack(tmp_path_factory):
         yield stack
     finally:
         stack.close()
+
+
+# A stand-in for the search, injected into the job processes through sitecustomize (tests only): it lets a
+# test provoke what the real search should never do, e.g. an unexpected exception, or a search that hangs.
+_FAKE_RUNNER = '''
+import os, sys, time, types
+from dataclasses import dataclass
+
+@dataclass
+class SearchResult:
+    out_dir: object = None
+    arch: object = None
+    model_yaml: object = None
+    weights: object = None
+    report: object = None
+    metrics: dict = None
+
+def run_search(settings, on_event=None):
+    mode = os.environ.get("FAKE_SEARCH_MODE", "crash")
+    on_event and on_event("nas_start", {"mode": mode})
+    if mode == "crash":
+        raise RuntimeError("fake search blew up")
+    for epoch in range(10_000):  # "hang": an endless search that reports progress
+        on_event and on_event("epoch_summary", {"epoch": epoch, "epochs": 10_000, "phase": "supernet"})
+        time.sleep(0.2)
+
+module = types.ModuleType("autonn_nas.search.runner")
+module.run_search, module.SearchResult = run_search, SearchResult
+sys.modules["autonn_nas.search.runner"] = module
+'''
+
+
+def fake_runner_env(root: Path, mode: str) -> dict[str, str]:
+    site = root / "fake_site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(_FAKE_RUNNER)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])), "FAKE_SEARCH_MODE": mode}

@@ -1,0 +1,67 @@
+"""Faults the real search should never produce, provoked with a stand-in search (see test_service_support)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from test_service_support import PROJECT, Stack, fake_dataset, fake_runner_env, write_project
+
+from autonn_nas.service.state import group_alive
+
+
+@pytest.fixture
+def fault_stack(tmp_path, request):
+    stack = Stack(tmp_path, extra_env=fake_runner_env(tmp_path, request.param))
+    write_project(stack.shared)
+    fake_dataset(stack.shared)
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+@pytest.mark.parametrize("fault_stack", ["crash"], indirect=True)
+def test_unexpected_exception_is_reported_failed(fault_stack):
+    assert fault_stack.call("start") == (200, "started")
+    report = fault_stack.wait_report(60)
+    assert report["status"] == "failed" and report["container_id"] == "neck_nas" and report["user_id"] == "demo_user"
+    detail = fault_stack.status()
+    assert detail["status"] == "failed" and "internal error: RuntimeError: fake search blew up" in detail["error"]
+    assert "Traceback" in fault_stack.job_log()
+    updates = [r["update_id"] for r in fault_stack.records("status_update")]
+    assert "nas_start" in updates
+
+
+def _pgid(stack) -> int:
+    return json.loads((stack.shared / "common" / "demo_user" / PROJECT / "neck_nas" / "status.json").read_text())["pgid"]
+
+
+@pytest.mark.parametrize("fault_stack", ["hang"], indirect=True)
+def test_queue_second_project_waits_its_turn(fault_stack):
+    write_project(fault_stack.shared, project="second")
+    assert fault_stack.call("start") == (200, "started")
+    fault_stack.wait_for(("running",), 60)
+    assert fault_stack.call("start", project="second") == (200, "started")
+    time.sleep(3)
+    detail = fault_stack.status(project="second")
+    assert detail["status"] == "started" and detail["phase"] == "queued", detail
+    assert fault_stack.call("stop") == (200, "stopped")
+    fault_stack.wait_for(("running",), 60, project="second")  # the first one's end frees the machine
+    assert fault_stack.call("stop", project="second") == (200, "stopped")
+
+
+@pytest.mark.parametrize("fault_stack", ["hang"], indirect=True)
+def test_stop_ends_a_job_that_ignores_sigterm_too(fault_stack):
+    assert fault_stack.call("start") == (200, "started")
+    fault_stack.wait_for(("running",), 60)
+    pgid = _pgid(fault_stack)
+    os.kill(pgid, signal.SIGSTOP)  # a stuck process: SIGTERM cannot run its handler, SIGKILL must follow
+    started = time.monotonic()
+    assert fault_stack.call("stop") == (200, "stopped")
+    assert time.monotonic() - started < 15
+    assert not group_alive(pgid)
+    assert fault_stack.call("status_request") == (200, "stopped")
