@@ -1,0 +1,99 @@
+"""In-process pieces of the stage: ids, project_info parsing, job inputs, the PM client's bounded retries."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from autonn_nas.service.config import ServiceConfig
+from autonn_nas.service.job_inputs import JobInputError, load_job_inputs
+from autonn_nas.service.local_stack import free_port
+from autonn_nas.service.paths import InvalidIdError, ProjectPaths, check_id
+from autonn_nas.service.pm_client import PMClient
+from autonn_nas.service.project_info import ProjectInfoError, read_project_info
+from test_service_support import PM_INFO_TEMPLATE, fake_dataset, write_project
+
+
+@pytest.mark.parametrize("good", ["demo_user", "p-1", "A.b_c", "x" * 128, "v1.2"])
+def test_plain_ids_pass(good):
+    assert check_id("user_id", good) == good
+
+
+@pytest.mark.parametrize("bad", ["", None, ".", "..", "../x", "a/b", "a\\b", "..a", "a..b", "a b", "a\n", "x" * 129, "é"])
+def test_other_ids_refused(bad):
+    with pytest.raises(InvalidIdError):
+        check_id("user_id", bad)
+
+
+def test_pm_written_project_info():
+    info = read_project_info(PM_INFO_TEMPLATE)
+    assert info["task_type"] == "detection" and info["dataset"] == "coco128_mini" and info["lightweight_level"] == 5
+    assert "basemodel" not in info and "nas_type" not in info  # commented out by the PM
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("task_type : detection\ndataset : coco\n", {"task_type": "detection", "dataset": "coco"}),
+    ("task_type: detection\nmemory: 8\n", {"task_type": "detection", "memory": 8}),
+    # not valid YAML (a tab, a duplicate-looking colon), still the PM's flat format
+    ("task_type :\tdetection\ntarget_info : K8S:Jetson\nnfs_path : /shared # a comment\n",
+     {"task_type": "detection", "target_info": "K8S:Jetson", "nfs_path": "/shared"}),
+    ("# only comments\n", {}),
+])
+def test_project_info_formats(tmp_path, text, expected):
+    path = tmp_path / "project_info.yaml"
+    path.write_text(text)
+    info = read_project_info(path)
+    assert {k: info[k] for k in expected} == expected
+
+
+def test_project_info_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "project_info.yaml"
+    path.write_text("task_type : detection\n{{{ broken\n")
+    with pytest.raises(ProjectInfoError, match=r"project_info.yaml, line 2"):
+        read_project_info(path)
+    with pytest.raises(ProjectInfoError, match="not found"):
+        read_project_info(tmp_path / "missing.yaml")
+
+
+def test_job_inputs_fill_settings(tmp_path):
+    shared = tmp_path / "shared"
+    write_project(shared, settings={"epochs": 2, "strategy": "spos"})
+    dataset_yaml = fake_dataset(shared)
+    paths = ProjectPaths.of(shared, "demo_user", "demo_project")
+    inputs = load_job_inputs(paths, resume=True)
+    s = inputs.settings
+    assert (s.epochs, s.strategy, s.lightweight_level, s.resume) == (2, "spos", 5, True)
+    assert s.data == str(dataset_yaml.resolve()) and s.out == str(paths.run_dir)
+    (paths.project_dir / "basemodel.yaml").write_text("nc: 1\n")
+    assert load_job_inputs(paths).settings.cfg == str((paths.project_dir / "basemodel.yaml").resolve())
+
+
+def test_symlinked_dataset_outside_shared_refused(tmp_path):
+    shared = tmp_path / "shared"
+    write_project(shared)
+    outside = fake_dataset(tmp_path / "elsewhere").parent
+    (shared / "datasets").mkdir(parents=True)
+    (shared / "datasets" / "coco128_mini").symlink_to(outside)
+    with pytest.raises(JobInputError, match="outside the shared volume"):
+        load_job_inputs(ProjectPaths.of(shared, "demo_user", "demo_project"))
+
+
+def test_pm_down_bounded_and_never_raises(tmp_path):
+    config = dataclasses.replace(ServiceConfig.from_env({"SHARED_DIR": str(tmp_path)}), pm_url=f"http://127.0.0.1:{free_port()}",
+                                 pm_attempts=3, pm_timeout_s=0.5, pm_backoff_s=0.1, status_updates=True)
+    started = time.monotonic()
+    assert PMClient(config).status_report("u", "p", "completed") is False
+    assert PMClient(config).status_update("u", "p", "epoch_summary", {"epoch": 0}) is False
+    assert time.monotonic() - started < 3 * 0.5 + 0.1 + 0.2 + 2.0
+
+
+def test_status_updates_off_by_default(tmp_path):
+    config = ServiceConfig.from_env({"SHARED_DIR": str(tmp_path)})
+    assert config.status_updates is False and config.port == 8089 and config.pm_url == "http://projectmanager:8085"
+    assert PMClient(config).status_update("u", "p", "nas_start", {}) is False
+
+
+def test_env_errors_are_clear():
+    with pytest.raises(ValueError, match="PORT"):
+        ServiceConfig.from_env({"PORT": "eighty"})
