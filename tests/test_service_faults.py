@@ -65,3 +65,21 @@ def test_stop_ends_a_job_that_ignores_sigterm_too(fault_stack):
     assert time.monotonic() - started < 15
     assert not group_alive(pgid)
     assert fault_stack.call("status_request") == (200, "stopped")
+
+
+@pytest.mark.parametrize("fault_stack", ["hang"], indirect=True)
+def test_job_dead_while_server_down_is_found_at_restart(fault_stack):
+    assert fault_stack.call("start") == (200, "started")
+    fault_stack.wait_for(("running",), 60)
+    pgid = _pgid(fault_stack)
+    fault_stack.stage.stop(signal.SIGKILL)  # the server dies; the job, in its own session, lives on
+    assert group_alive(pgid)
+    os.killpg(pgid, signal.SIGKILL)  # then the job dies too, with nobody watching
+    fault_stack.start_stage()
+    report = fault_stack.wait_report(30)  # found by the new server's start-up scan, without any request
+    assert report["status"] == "failed"
+    detail = fault_stack.status()
+    assert detail["status"] == "failed" and "no longer running" in detail["error"]
+    assert fault_stack.call("resume") == (200, "started")
+    fault_stack.wait_for(("running",), 60)
+    assert fault_stack.call("stop") == (200, "stopped")

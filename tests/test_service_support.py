@@ -56,11 +56,8 @@ def fake_dataset(shared: Path, name: str = DEMO_DATASET) -> Path:
 
 
 def runner_available() -> bool:
-    try:
-        from autonn_nas.search.runner import run_search  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True once autonn_nas/search/runner.py exists (a runner that exists but fails to import fails the tests)."""
+    return (REPO_ROOT / "autonn_nas" / "search" / "runner.py").is_file()
 
 
 needs_runner = pytest.mark.skipif(not runner_available(), reason="autonn_nas.search.runner.run_search has not landed yet")
