@@ -76,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
         return _follow(stage_url, stub_url, query, project_dir, args)
     finally:
         if stage:
+            try:  # jobs live in their own sessions: end ours explicitly (a no-op once it finished)
+                http_get(f"{stage_url}/stop?{query}", timeout=30)
+            except OSError:
+                pass
             stage.stop()
         stub.stop()
 

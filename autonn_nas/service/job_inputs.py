@@ -112,6 +112,8 @@ def load_job_inputs(paths: ProjectPaths, resume: bool = False) -> JobInputs:
     level = _lightweight_level(info, info_path)
     if "lightweight_level" not in values and level is not None:
         values["lightweight_level"] = level
+    if "progress" in SearchSettings.field_names() and "progress" not in values:
+        values["progress"] = False  # per-batch progress bars would flood the job log
     values.update(data=str(dataset_yaml), out=str(paths.run_dir), resume=resume)
     try:
         settings = SearchSettings.from_mapping(values, source=str(settings_path))

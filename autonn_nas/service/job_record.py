@@ -45,7 +45,10 @@ class JobRecord:
             return st.write_status(self.paths, self._own_state() | changes)
 
     def running(self) -> None:
-        self.update(status=st.RUNNING, phase="search", running_since_ts=time.time())
+        with st.locked(self.paths):
+            state = self._own_state()
+            st.write_status(self.paths, state | {"status": st.RUNNING, "phase": "search", "running_since_ts": time.time(),
+                                                 "progress_at_run_start": state.get("progress") or 0.0})
         self.pm.status_update(self.paths.user_id, self.paths.project_id, "nas_start", {"status": st.RUNNING})
 
     def on_event(self, update_id: str, content: dict[str, Any]) -> None:

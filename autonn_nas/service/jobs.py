@@ -192,6 +192,6 @@ class JobManager:
                 detail["error"] = f"project folder {paths.project_dir} does not exist"
             return detail
         state = self.reconcile(paths) or {}
-        detail.update({k: v for k, v in state.items() if k not in ("pid_start", "running_since_ts")})
+        detail.update({k: v for k, v in state.items() if k not in ("pid_start", "running_since_ts", "progress_at_run_start")})
         detail["outputs"] = paths.outputs() if state.get("status") == st.COMPLETED else {}
         return detail

@@ -58,20 +58,19 @@ class LocalProcess:
     _closed: bool = field(default=False, repr=False)
 
     def stop(self, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
-        """End this process and its group (each runs in its own session), SIGKILL after `grace` seconds."""
+        """End this process and its group (each runs in its own session); SIGKILL after `grace` seconds."""
         if self._closed:
             return
         for current in (sig, signal.SIGKILL):
             try:
                 os.killpg(self.process.pid, current)
             except ProcessLookupError:
-                break
+                pass
             try:
                 self.process.wait(timeout=grace)
                 break
             except subprocess.TimeoutExpired:
                 continue
-        self.process.wait(timeout=grace)
         self._closed = True
 
 

@@ -114,10 +114,12 @@ def group_alive(pgid: int | None) -> bool:
 
 
 def progress_eta(state: dict[str, Any], epoch: int, epochs: int) -> tuple[float, float | None]:
-    """Fraction done after `epoch` (1-based) of `epochs`, and the seconds left at the pace so far."""
+    """Fraction done after `epoch` (1-based) of `epochs`, and the seconds left at this run's pace so far
+    (a resumed run counts only the progress it made itself)."""
     progress = max(0.0, min(1.0, epoch / epochs)) if epochs else 0.0
     started = state.get("running_since_ts")
-    if not started or progress <= 0:
+    made = progress - float(state.get("progress_at_run_start") or 0.0)
+    if not started or made <= 0:
         return progress, None
     elapsed = time.time() - started
-    return progress, round(elapsed * (1 - progress) / progress, 1)
+    return progress, round(elapsed * (1 - progress) / made, 1)
