@@ -33,6 +33,8 @@ class SearchSettings:
     weights: str | None = None  # optional Scaled-YOLOv4-layout state_dict to warm-start from
     resume: bool = False
     holdout_fraction: float = 0.2  # share of the training split held out for architecture decisions
+    evaluations: int | None = None  # spos: most architectures to score (None: 12 on CPU, 200 on CUDA)
+    progress: bool = True  # a progress bar per epoch
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -62,7 +64,7 @@ class SearchSettings:
             fail(f"strategy '{self.strategy}' is not one of {', '.join(STRATEGIES)}")
         if self.cost_measure not in COST_MEASURES:
             fail(f"cost_measure '{self.cost_measure}' is not one of {', '.join(COST_MEASURES)}")
-        for name in ("epochs", "img_size", "batch_size", "workers"):
+        for name in ("epochs", "img_size", "batch_size", "workers", "evaluations"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "workers" else 1)):
                 fail(f"{name} must be a positive integer, got {value!r}")

@@ -1,0 +1,99 @@
+"""One supernet epoch: weight steps on the training part of the train split, interleaved with
+architecture steps on its held-out part, on the schedule of ArchStepSchedule.
+
+The epoch itself is train/epoch.py's train_one_epoch (the same loss, accumulation, clipping, AMP and
+progress bar as plain training); the search enters through its on_batch_start hook.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+import torch
+
+from autonn_nas.search.strategies.base import SearchStrategy
+from autonn_nas.train.epoch import EpochResult, images_to_input, train_one_epoch
+
+ARCH_WARMUP_FRACTION = 0.25  # of all iterations: weight-only warm-up so the candidates are not random when compared
+
+
+@dataclass(frozen=True)
+class ArchStepSchedule:
+    """Architecture steps start after a weight-only warm-up of a fraction of the run and then come every
+    `every` iterations. The warm-up is a fraction of the configured run, never a fixed epoch or
+    iteration count, so any run of two or more iterations takes architecture steps (the prior art's
+    fixed 3-epoch / 1000-iteration warm-up meant a default run never took one)."""
+
+    total_iterations: int
+    warmup_fraction: float = ARCH_WARMUP_FRACTION
+    every: int = 1
+
+    @property
+    def start(self) -> int:
+        if self.total_iterations <= 1:
+            return 0
+        return min(int(self.warmup_fraction * self.total_iterations), self.total_iterations - 1)
+
+    def due(self, iteration: int) -> bool:
+        return iteration >= self.start and (iteration - self.start) % self.every == 0
+
+    def steps_in(self, first: int, last: int) -> int:
+        """Architecture steps among iterations first..last-1."""
+        return sum(1 for i in range(first, last) if self.due(i))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total_iterations": self.total_iterations, "warmup_fraction": self.warmup_fraction, "first_arch_iteration": self.start, "every": self.every}
+
+
+def cycle(loader: Iterable) -> Iterator:
+    """Batches of `loader`, starting over when it is exhausted."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the held-out loader yields no batches")
+
+
+@dataclass
+class SearchEpochResult:
+    weights: EpochResult
+    arch_steps: int
+    arch_task_loss: float | None
+    cost_term: float | None
+
+
+def train_supernet_epoch(
+    strategy: SearchStrategy,
+    train_loader: Any,
+    holdout_loader: Any,
+    loss_fn: Any,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    arch_schedule: ArchStepSchedule,
+    epoch: int,
+    device: torch.device,
+    scaler: torch.amp.GradScaler | None = None,
+    progress: bool = True,
+    description: str | None = None,
+) -> SearchEpochResult:
+    model = strategy.model
+    holdout = cycle(holdout_loader) if strategy.has_arch_weights else None
+    logs: list[dict[str, float]] = []
+
+    def before_batch(iteration: int) -> None:
+        if holdout is not None and arch_schedule.due(iteration):
+            images, targets, *_rest = next(holdout)
+            logs.append(strategy.arch_step(images_to_input(images, device), targets.to(device)))
+        strategy.prepare_weight_step()
+
+    result = train_one_epoch(
+        model, train_loader, loss_fn, optimizer, schedule, epoch, device,
+        scaler=scaler, progress=progress, description=description, on_batch_start=before_batch,
+    )
+
+    def mean(key: str) -> float | None:
+        return sum(log[key] for log in logs) / len(logs) if logs else None
+
+    return SearchEpochResult(result, len(logs), mean("arch_task_loss"), mean("cost_term"))
