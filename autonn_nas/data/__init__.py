@@ -4,6 +4,7 @@ from autonn_nas.data.dataset import YoloDataset, create_dataloader
 from autonn_nas.data.errors import DatasetError
 from autonn_nas.data.labels import DatasetReport, Skipped, image_to_label_path
 from autonn_nas.data.letterbox import letterbox, scale_boxes_to_original
+from autonn_nas.data.split import split_holdout
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -17,4 +18,5 @@ __all__ = [
     "letterbox",
     "load_dataset_config",
     "scale_boxes_to_original",
+    "split_holdout",
 ]

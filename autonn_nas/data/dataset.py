@@ -75,7 +75,7 @@ class YoloDataset(Dataset):
         self.hyp = dict(_default_hyp() if hyp is None else hyp)
         self.mosaic = augment if mosaic is None else mosaic
         self.nc = nc
-        self.names = [str(n) for n in names] if names is not None else [str(i) for i in range(nc or 0)]
+        self.names = [str(n) for n in names] if names is not None else [f"class{i}" for i in range(nc or 0)]
         self.seed = int(seed)
         self.cache_dir = cache_dir
         files = [Path(f) for f in image_files]
