@@ -40,6 +40,13 @@ def _wait_epoch(stack: Stack, timeout: float = JOB_TIMEOUT) -> dict:
     raise AssertionError(f"no epoch within {timeout}s; job log:\n{stack.job_log()}")
 
 
+def _wait_group_gone(stack: Stack, timeout: float) -> None:
+    pgid, deadline = _state(stack)["pgid"], time.monotonic() + timeout
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not group_alive(pgid), f"the job's processes are still there {timeout}s after it completed"
+
+
 def _check_outputs(project_dir) -> None:
     model_yaml, weights, info_file = (project_dir / n for n in ("neck_nas_model.yaml", "bestmodel.pt", "neural_net_info.yaml"))
     assert model_yaml.is_file() and weights.is_file() and info_file.is_file()
@@ -80,7 +87,7 @@ def test_happy_path(tmp_path):
         assert detail["progress"] == 1.0 and detail["architecture"] and set(detail["outputs"]) == {
             "neck_nas_model.yaml", "bestmodel.pt", "neural_net_info.yaml"}
         _check_outputs(project_dir)
-        assert not group_alive(_state(stack)["pgid"])
+        _wait_group_gone(stack, 30)
     finally:
         stack.close()
 
@@ -164,10 +171,8 @@ def test_pm_down_job_still_completes(tmp_path):
         started = time.monotonic()
         assert stack.wait_for(("completed", "failed"), JOB_TIMEOUT)[-1] == "completed", stack.job_log()
         _check_outputs(project_dir)
-        deadline = time.monotonic() + 30  # the job process gives up on the PM within its bounded retries
-        while group_alive(_state(stack)["pgid"]) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not group_alive(_state(stack)["pgid"]), f"job still trying the PM after {time.monotonic() - started:.0f}s"
+        _wait_group_gone(stack, 30)  # the job gives up on the PM within its bounded retries
+        assert time.monotonic() - started < JOB_TIMEOUT
         assert "gave up reporting completed" in stack.job_log()
     finally:
         stack.close()

@@ -49,10 +49,10 @@ class JobRecord:
             state = self._own_state()
             st.write_status(self.paths, state | {"status": st.RUNNING, "phase": "search", "running_since_ts": time.time(),
                                                  "progress_at_run_start": state.get("progress") or 0.0})
-        self.pm.status_update(self.paths.user_id, self.paths.project_id, "nas_start", {"status": st.RUNNING})
 
     def on_event(self, update_id: str, content: dict[str, Any]) -> None:
-        """The search runner's progress callback: status.json progress/ETA, and a PM status_update."""
+        """The search runner's progress callback: status.json progress/ETA, and the same event to the PM
+        (the runner sends nas_start, epoch_summary, evolution_search and nas_end)."""
         with st.locked(self.paths):
             state = self._own_state()
             changes: dict[str, Any] = {"last_event": update_id}
@@ -88,8 +88,6 @@ class JobRecord:
                 "status": st.COMPLETED, "phase": "done", "progress": 1.0, "eta_s": 0, "error": None,
                 "finished_at": st.now_iso(), "outputs": outputs, "architecture": str(result.arch),
                 "report": str(result.report), "metrics": _jsonable(result.metrics)})
-        self.pm.status_update(self.paths.user_id, self.paths.project_id, "nas_end",
-                              {"status": st.COMPLETED, "architecture": str(result.arch), "model_yaml": outputs.get("neck_nas_model.yaml")})
         return outputs
 
     def fail(self, reason: str) -> bool:
