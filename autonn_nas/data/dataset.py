@@ -218,6 +218,31 @@ def _seed_worker(worker_id: int) -> None:
     cv2.setNumThreads(0)
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """A random order of the dataset drawn from (seed, the dataset's epoch) alone.
+
+    DataLoader's own shuffling draws from a generator whose consumption depends on the number of workers and
+    on persistent workers, so the same seed gave different orders; this one does not, and a resumed run only
+    needs its epoch number. The epoch is the dataset's (YoloDataset.set_epoch; set_epoch here forwards to it).
+    """
+
+    def __init__(self, dataset: YoloDataset, seed: int = 0):
+        self.dataset = dataset
+        self.seed = int(seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __iter__(self):
+        state = np.random.SeedSequence([self.seed & 0xFFFFFFFF, self.dataset.epoch]).generate_state(1, np.uint64)
+        generator = torch.Generator()
+        generator.manual_seed(int(state[0] >> np.uint64(1)))
+        return iter(torch.randperm(len(self.dataset), generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
 def create_dataloader(
     dataset: YoloDataset,
     batch_size: int,
@@ -227,15 +252,17 @@ def create_dataloader(
     sampler: Sampler | None = None,
     drop_last: bool = False,
 ) -> DataLoader:
-    """A DataLoader over `dataset` with YoloDataset.collate_fn; shuffling order is drawn from a generator seeded
-    with `seed`. With a sampler (e.g. DistributedSampler) the sampler decides the order and `shuffle` is ignored."""
+    """A DataLoader over `dataset` with YoloDataset.collate_fn. Batches depend only on (seed, epoch), not on the
+    number of workers: call dataset.set_epoch(epoch) before each epoch (a new order and new augmentation).
+    With a sampler (e.g. DistributedSampler, which has its own set_epoch) `shuffle` is ignored."""
     workers = max(0, min(int(workers), os.cpu_count() or 1))
-    generator = torch.Generator()
+    if sampler is None and shuffle:
+        sampler = EpochShuffleSampler(dataset, seed)
+    generator = torch.Generator()  # only seeds the workers' global generators
     generator.manual_seed(int(seed))
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
         sampler=sampler,
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),

@@ -70,15 +70,17 @@ def scale_boxes_to_original(
     """Map (n, 4) xyxy boxes from the letterboxed image (img1_shape = (h, w)) back to the original image
     (img0_shape = (h0, w0)), clipped to it; returns a new array or tensor of the same kind.
 
-    ratio_pad: the ((ratio_h, ratio_w), (pad_w, pad_h)) the dataset returned; without it, the mapping of a
-    plain centred letterbox of img0 into img1 is assumed.
+    ratio_pad: the ((ratio_h, ratio_w), (pad_w, pad_h)) the dataset returned; without it, the mapping of
+    letterbox(img0, img1_shape) with its defaults (centred, no stride rounding) is assumed.
     """
     h1, w1 = int(img1_shape[0]), int(img1_shape[1])
     h0, w0 = int(img0_shape[0]), int(img0_shape[1])
     if ratio_pad is None:
+        # the same arithmetic as letterbox(), so the mapping is exact for its default settings
         scale = min(h1 / h0, w1 / w0)
-        ratio_h = ratio_w = scale
-        pad_w, pad_h = (w1 - round(w0 * scale)) // 2, (h1 - round(h0 * scale)) // 2
+        resized_w, resized_h = max(1, round(w0 * scale)), max(1, round(h0 * scale))
+        ratio_h, ratio_w = resized_h / h0, resized_w / w0
+        pad_w, pad_h = (w1 - resized_w) // 2, (h1 - resized_h) // 2
     else:
         ratio_h, ratio_w = float(ratio_pad[0][0]), float(ratio_pad[0][1])
         pad_w, pad_h = float(ratio_pad[1][0]), float(ratio_pad[1][1])
