@@ -1,6 +1,7 @@
 """Batching: collate, worker count does not change batches, distributed samplers, subsets and the holdout split."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from test_data_support import make_split
@@ -77,3 +78,17 @@ def test_split_holdout_is_deterministic_and_disjoint(dataset):
         split_holdout(files, 1.0)
     with pytest.raises(ValueError, match="twice"):
         split_holdout(files + files[:1], 0.5)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_images_in_memory_give_the_same_samples(dataset, augment):
+    files = dataset.image_files
+    on_disk = YoloDataset(files, 64, augment=augment, nc=2, seed=5, cache=False, cache_images=False)
+    in_memory = YoloDataset(files, 64, augment=augment, nc=2, seed=5, cache=False, cache_images=True)
+    assert on_disk._images is None and in_memory._images is not None
+    assert in_memory.resized_bytes() == sum(image.nbytes for image in in_memory._images)
+    for index in range(len(files)):
+        assert torch.equal(on_disk[index][0], in_memory[index][0]) and torch.equal(on_disk[index][1], in_memory[index][1])
+    first = in_memory._images[0].copy()
+    in_memory.subset([0, 1])[0]
+    assert np.array_equal(in_memory._images[0], first)  # samples never write into the kept images

@@ -32,6 +32,9 @@ from autonn_nas.utils.log import get_logger
 
 log = get_logger("data")
 
+# images are kept decoded in RAM (loaded before workers fork, so they share the pages) when they fit in this
+AUTO_CACHE_IMAGES_BYTES = 512 * 2**20
+
 ShapeInfo = tuple[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]]
 
 
@@ -47,6 +50,8 @@ class YoloDataset(Dataset):
     image_files: images of one split (e.g. DatasetConfig.train); unusable ones are skipped and reported.
     augment: training augmentation (HSV, flip, random affine, and mosaic when `mosaic`, default = augment,
     with probability hyp['mosaic']). nc/names: classes (rows with other classes are skipped).
+    cache: keep the label scan in a cache file (cache_dir when the dataset folder is read-only).
+    cache_images: keep the resized images in RAM; None = when they take at most AUTO_CACHE_IMAGES_BYTES.
     Attributes: image_files, labels ((n, 5) [cls, cx, cy, w, h] per image, normalised to the original),
     shapes ((N, 2) width, height), report (DatasetReport), nc, names.
     """
@@ -64,6 +69,7 @@ class YoloDataset(Dataset):
         cache: bool = True,
         cache_dir: str | Path | None = None,
         source: str | None = None,
+        cache_images: bool | None = None,
         _records: Sequence[ImageRecord] | None = None,
     ):
         if img_size < 32 or img_size % 2:
@@ -72,7 +78,7 @@ class YoloDataset(Dataset):
             nc = len(names)
         self.img_size = int(img_size)
         self.augment = augment
-        self.hyp = dict(_default_hyp() if hyp is None else hyp)
+        self.hyp = {**_default_hyp(), **(hyp or {})}  # keys not given keep their defaults
         self.mosaic = augment if mosaic is None else mosaic
         self.nc = nc
         self.names = [str(n) for n in names] if names is not None else [f"class{i}" for i in range(nc or 0)]
@@ -102,6 +108,10 @@ class YoloDataset(Dataset):
             raise DatasetError(f"{self.source}: no boxes: all {len(usable)} usable images are background images; check the label files")
         # shared with persistent workers; a plain attribute would stay at its value when the workers started
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._images: list[np.ndarray] | None = None
+        if cache_images or (cache_images is None and self.resized_bytes() <= AUTO_CACHE_IMAGES_BYTES):
+            self._images = [load_image(path, self.img_size) for path in self.image_files]
+            log.info("%s: %d images kept in memory at %d px (%.0f MB)", self.source, len(self), self.img_size, self.resized_bytes() / 2**20)
 
     @classmethod
     def from_config(cls, config: DatasetConfig, split: str, img_size: int = 640, **kwargs: Any) -> "YoloDataset":
@@ -113,10 +123,14 @@ class YoloDataset(Dataset):
         """A dataset of some of these images (positions in image_files), with the same settings; no rescan."""
         usable = [r for r in self._records if r.usable]
         chosen = [usable[i] for i in indices]
-        return YoloDataset(
+        part = YoloDataset(
             [r.path for r in chosen], self.img_size, self.augment, self.hyp, self.mosaic, self.nc, self.names,
-            self.seed, cache_dir=self.cache_dir, source=f"{self.source} (subset of {len(chosen)})", _records=chosen,
+            self.seed, cache_dir=self.cache_dir, source=f"{self.source} (subset of {len(chosen)})",
+            cache_images=False, _records=chosen,
         )
+        if self._images is not None:
+            part._images = [self._images[i] for i in indices]
+        return part
 
     # -- epochs and randomness ------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -155,8 +169,15 @@ class YoloDataset(Dataset):
         pad_w, pad_h = (self.img_size - width) // 2, (self.img_size - height) // 2
         return (height / height0, width / width0), (float(pad_w), float(pad_h))
 
+    def resized_bytes(self) -> int:
+        """Memory the images take at img_size (what cache_images keeps in RAM)."""
+        scale = self.img_size / self.shapes.max(axis=1)
+        return int(np.sum(np.round(self.shapes[:, 0] * scale) * np.round(self.shapes[:, 1] * scale) * 3))
+
     def _resized(self, index: int) -> np.ndarray:
-        """The image with its longer side at img_size (aspect ratio kept)."""
+        """The image with its longer side at img_size (aspect ratio kept); callers must not modify it."""
+        if self._images is not None:
+            return self._images[index]
         return load_image(self.image_files[index], self.img_size)
 
     def _letterboxed(self, index: int) -> tuple[np.ndarray, np.ndarray]:

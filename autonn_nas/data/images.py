@@ -60,12 +60,14 @@ def load_image(path: str | Path, max_side: int | None = None) -> np.ndarray:
     """
     try:
         with Image.open(path) as image:
-            transposed = image.getexif().get(_EXIF_ORIENTATION, 1) in _TRANSPOSED_ORIENTATIONS
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            transposed = orientation in _TRANSPOSED_ORIENTATIONS
             target = _target_size(image.size, transposed, max_side) if max_side is not None else None
             if target is not None and image.format == "JPEG":
                 # draft() decodes at 1/2, 1/4 or 1/8 scale while both sides stay at least the requested size
                 image.draft("RGB", target[::-1] if transposed else target)
-            image = ImageOps.exif_transpose(image)
+            if orientation != 1:  # exif_transpose copies the image even when there is nothing to do
+                image = ImageOps.exif_transpose(image)
             array = _to_rgb_array(image)
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageProblem(f"{path}: cannot decode image ({error})") from error
@@ -95,4 +97,4 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (114, 114, 114, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
-    return np.asarray(image.convert("RGB"))
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
