@@ -64,6 +64,8 @@ class JobRecord:
                     done = epoch + 1
                     progress, eta = st.progress_eta(state, done, epochs)
                     changes.update(epoch=done, epochs=epochs, progress=round(progress, 4), eta_s=eta)
+                    if done >= epochs:  # training is over; choosing and evaluating the architecture has no ETA
+                        changes.update(phase="deriving", eta_s=None)
             elif update_id in PHASE_OF_EVENT:
                 changes["phase"] = PHASE_OF_EVENT[update_id]
             st.write_status(self.paths, state | changes)
