@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 
 import pytest
+import yaml
+
+from autonn_nas.models.yolo import CONFIG_DIR, config_rows, load_cfg, searchable_labels
 
 from autonn_nas.service.config import ServiceConfig
 from autonn_nas.service.job_inputs import JobInputError, load_job_inputs
@@ -65,8 +69,30 @@ def test_job_inputs_fill_settings(tmp_path):
     s = inputs.settings
     assert (s.epochs, s.strategy, s.lightweight_level, s.resume) == (2, "spos", 5, True)
     assert s.data == str(dataset_yaml.resolve()) and s.out == str(paths.run_dir)
-    (paths.project_dir / "basemodel.yaml").write_text("nc: 1\n")
-    assert load_job_inputs(paths).settings.cfg == str((paths.project_dir / "basemodel.yaml").resolve())
+    assert inputs.search_cfg is None and s.cfg == "yolov4-p5-search.yaml"
+
+
+def test_basemodel_neck_becomes_the_search_space(tmp_path):
+    shared = tmp_path / "shared"
+    project_dir = write_project(shared)
+    fake_dataset(shared)
+    shutil.copy(CONFIG_DIR / "yolov4-p5.yaml", project_dir / "basemodel.yaml")
+    paths = ProjectPaths.of(shared, "demo_user", "demo_project")
+    inputs = load_job_inputs(paths)
+    assert inputs.settings.cfg == str(paths.run_dir / "basemodel_search.yaml")
+    assert searchable_labels(inputs.search_cfg) == ["m_16", "m_21", "m_25", "m_29"]
+    assert config_rows(inputs.search_cfg) == config_rows(load_cfg("yolov4-p5-search.yaml"))
+
+
+def test_basemodel_without_a_neck_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    project_dir = write_project(shared)
+    fake_dataset(shared)
+    cfg = load_cfg("yolov4-p5.yaml")
+    cfg["head"] = [[-1, 1, "BottleneckCSP", row[3]] if row[2] == "BottleneckCSP2" else row for row in cfg["head"]]
+    (project_dir / "basemodel.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(JobInputError, match=r"basemodel.yaml: the head has no BottleneckCSP2 rows"):
+        load_job_inputs(ProjectPaths.of(shared, "demo_user", "demo_project"))
 
 
 def test_symlinked_dataset_outside_shared_refused(tmp_path):

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from autonn_nas.search.settings import SearchSettings
+from autonn_nas.service.basemodel import search_cfg_from_base
 from autonn_nas.service.paths import BASEMODEL, PROJECT_INFO, SETTINGS_FILE, ProjectPaths, inside
 from autonn_nas.service.project_info import read_project_info
 
@@ -19,6 +20,7 @@ SUPPORTED_TASK = "detection"
 STAGE_OWNED_SETTINGS = ("data", "out")
 # Settings that name files: resolved relative to the project folder and kept inside the shared volume.
 PATH_SETTINGS = ("cfg", "weights", "latency_table")
+BASEMODEL_SEARCH = "basemodel_search.yaml"  # in the run folder: basemodel.yaml with searchable neck blocks
 
 
 class JobInputError(ValueError):
@@ -30,6 +32,7 @@ class JobInputs:
     project_info: dict[str, Any]
     dataset_yaml: Path
     settings: SearchSettings
+    search_cfg: dict | None = None  # from basemodel.yaml; the job writes it to settings.cfg before searching
 
 
 def _lightweight_level(info: dict[str, Any], source: Path) -> int | None:
@@ -107,8 +110,13 @@ def load_job_inputs(paths: ProjectPaths, resume: bool = False) -> JobInputs:
             if values.get(key) is not None:
                 values[key] = _resolve_path_setting(paths, key, values[key], settings_path)
     basemodel = paths.input(BASEMODEL)
+    search_cfg = None
     if "cfg" not in values and basemodel.is_file():
-        values["cfg"] = str(inside(paths.shared_dir, basemodel, BASEMODEL))
+        try:
+            search_cfg = search_cfg_from_base(inside(paths.shared_dir, basemodel, BASEMODEL))
+        except ValueError as exc:
+            raise JobInputError(str(exc)) from None
+        values["cfg"] = str(paths.run_dir / BASEMODEL_SEARCH)
     level = _lightweight_level(info, info_path)
     if "lightweight_level" not in values and level is not None:
         values["lightweight_level"] = level
@@ -119,4 +127,4 @@ def load_job_inputs(paths: ProjectPaths, resume: bool = False) -> JobInputs:
         settings = SearchSettings.from_mapping(values, source=str(settings_path))
     except TypeError as exc:
         raise JobInputError(f"{settings_path}: {exc}") from None
-    return JobInputs(project_info=info, dataset_yaml=dataset_yaml, settings=settings)
+    return JobInputs(project_info=info, dataset_yaml=dataset_yaml, settings=settings, search_cfg=search_cfg)

@@ -19,6 +19,8 @@ from autonn_nas.service.job_record import JobCancelled, JobRecord
 from autonn_nas.service.paths import ProjectPaths
 from autonn_nas.service.pm_client import PMClient
 from autonn_nas.service.queue import queue_turn
+from autonn_nas.models.yolo import cfg_to_yaml
+from autonn_nas.utils.files import atomic_write_text
 from autonn_nas.utils.log import get_logger
 
 log = get_logger("service.job")
@@ -39,6 +41,8 @@ def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: boo
     try:
         inputs = load_job_inputs(paths, resume=resume)
         log.info("job %s for %s/%s: settings %s", job_id, paths.user_id, paths.project_id, inputs.settings.to_dict())
+        if inputs.search_cfg is not None:
+            atomic_write_text(inputs.settings.cfg, cfg_to_yaml(inputs.search_cfg))
         record.update(phase="queued")
         with queue_turn(config.queue_lock, on_wait=lambda: log.info("another search runs on this machine; queued")):
             record.running()

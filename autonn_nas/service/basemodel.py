@@ -1,0 +1,37 @@
+"""A project's basemodel.yaml -> the search YAML: its neck (head) BottleneckCSP2 rows become searchable.
+
+TANGO lets the user supply the base model; this stage searches its neck blocks. A basemodel.yaml that
+already has MBottleneckCSP2 rows is used as it is.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from autonn_nas.models.search_space import SEARCHABLE_MODULE
+
+NECK_BLOCK = "BottleneckCSP2"
+SEARCHABLE_ARGS = 4  # MBottleneckCSP2(c2, shortcut, g, e): the candidates fix kernel and activation
+
+
+def search_cfg_from_base(path: Path) -> dict:
+    """The search config built from a base model YAML; ValueError naming the file and row when impossible."""
+    from autonn_nas.models.yolo import build_model, config_rows, load_cfg
+
+    cfg = load_cfg(path)
+    if any(len(row) == 4 and row[2] == SEARCHABLE_MODULE for row in config_rows(cfg)):
+        return cfg
+    first_head = len(cfg["backbone"])
+    converted = 0
+    for offset, row in enumerate(cfg["head"]):
+        if len(row) == 4 and row[2] == NECK_BLOCK:
+            args = list(row[3])
+            if len(args) > SEARCHABLE_ARGS:
+                raise ValueError(f"{path}: row {first_head + offset} ({NECK_BLOCK} {args}) fixes the kernel/activation "
+                                 f"that the search chooses; give at most [c2, shortcut, g, e]")
+            row[2] = SEARCHABLE_MODULE
+            converted += 1
+    if not converted:
+        raise ValueError(f"{path}: the head has no {NECK_BLOCK} rows, so there is no neck to search "
+                         f"(a YOLOv4-P5-family model is expected)")
+    build_model(cfg, width=0.0625, depth=0.33)  # fails here, naming the row, rather than in the job
+    return cfg
