@@ -24,10 +24,20 @@ DEMO_USER, DEMO_PROJECT = "demo_user", "demo_project"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shared-dir", type=Path, default=Path("runs/demo_shared"),
                         help="working shared volume, recreated on each run (default runs/demo_shared)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the search epochs (written to neck_nas.yaml)")
-    parser.add_argument("--img-size", type=int, default=None, help="override the search image size (multiple of 32)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a search setting for the project's neck_nas.yaml, e.g. --set epochs=1 --set img_size=64 (repeatable)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds (default 3600)")
     parser.add_argument("--poll", type=float, default=2.0, help="seconds between progress lines")
+
+
+def _parse_settings(pairs: list[str]) -> dict:
+    settings = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip():
+            raise SystemExit(f"autonn-nas demo: --set expects KEY=VALUE, got {pair!r}")
+        settings[key.strip()] = yaml.safe_load(value)
+    return settings
 
 
 def _progress_line(detail: dict) -> str:
@@ -65,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"could not create the demo project: {body}")
             return 1
         project_dir = shared / "common" / DEMO_USER / DEMO_PROJECT
-        overrides = {k: v for k, v in (("epochs", args.epochs), ("img_size", args.img_size)) if v is not None}
+        overrides = _parse_settings(args.settings)
         if overrides:
             (project_dir / SETTINGS_FILE).write_text(yaml.safe_dump(overrides))
         code, word = http_get(f"{stub_url}/stage/start?{query}")
