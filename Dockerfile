@@ -1,6 +1,7 @@
 # autonn-nas: the TANGO neck NAS stage (HTTP on port 8089).
 #   docker build -t autonn-nas .
-#   docker run --gpus all --init -v /path/to/shared:/shared -p 8089:8089 autonn-nas
+#   docker run --gpus all --init --ipc=host -v /path/to/shared:/shared -p 8089:8089 autonn-nas
+# The server runs as uid 1000; for a host folder owned by someone else add --user "$(id -u):$(id -g)".
 # The base image brings CUDA and the pinned torch/torchvision, so pip installs only the rest.
 ARG BASE_IMAGE=pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime
 FROM ${BASE_IMAGE}
@@ -12,7 +13,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORT=8089 \
     CONTAINER_ID=neck_nas \
     PROJECT_MANAGER_URL=http://projectmanager:8085 \
-    SHARED_DIR=/shared
+    SHARED_DIR=/shared \
+    MPLCONFIGDIR=/tmp/matplotlib
 
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -176,3 +176,19 @@ def test_pm_down_job_still_completes(tmp_path):
         assert "gave up reporting completed" in stack.job_log()
     finally:
         stack.close()
+
+
+def test_broken_dataset_fails_in_the_job_with_the_reason(tmp_path):
+    stack = Stack(tmp_path)
+    try:
+        dataset = copy_demo_dataset(stack.shared)
+        (dataset / "dataset.yaml").write_text("train: images/no_such_folder\nval: images/val2017\nnc: 80\n")
+        write_project(stack.shared, settings=TINY_SETTINGS)
+        assert stack.call("start") == (200, "started")  # /start checks only that dataset.yaml exists
+        assert stack.wait_for(("completed", "failed"), JOB_TIMEOUT)[-1] == "failed"
+        assert stack.wait_report(30)["status"] == "failed"
+        error = stack.status()["error"]
+        assert "dataset.yaml" in error and not error.startswith("internal error"), error
+        assert error in stack.job_log()
+    finally:
+        stack.close()

@@ -123,3 +123,35 @@ def test_status_updates_off_by_default(tmp_path):
 def test_env_errors_are_clear():
     with pytest.raises(ValueError, match="PORT"):
         ServiceConfig.from_env({"PORT": "eighty"})
+
+
+def test_pm_stub_creates_the_demo_project(tmp_path):
+    import subprocess
+    import sys
+
+    from autonn_nas.service.local_stack import REPO_ROOT
+
+    shared = tmp_path / "shared"
+    result = subprocess.run([sys.executable, "-m", "project_manager_stub", "create-project", "--shared", str(shared),
+                             "--user-id", "alice", "--project-id", "p1"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    project = shared / "common" / "alice" / "p1"
+    assert read_project_info(project / "project_info.yaml")["dataset"] == "coco128_mini"
+    assert (shared / "datasets" / "coco128_mini" / "dataset.yaml").is_file()
+    inputs = load_job_inputs(ProjectPaths.of(shared, "alice", "p1"))
+    assert inputs.settings.lightweight_level == 5
+
+
+def test_dataset_pointing_outside_the_shared_volume_is_refused(tmp_path):
+    from autonn_nas.service.job_inputs import check_dataset_inside
+    from test_service_support import DEMO_VOLUME
+
+    shared = tmp_path / "shared"
+    paths = ProjectPaths.of(shared, "demo_user", "demo_project")
+    outside = DEMO_VOLUME / "datasets" / "coco128_mini" / "images"
+    if not outside.is_dir():
+        pytest.skip("the embedded dataset is not there yet")
+    dataset_yaml = fake_dataset(shared)
+    dataset_yaml.write_text(f"train: {outside / 'train2017'}\nval: {outside / 'val2017'}\nnc: 80\n")
+    with pytest.raises(JobInputError, match="outside the shared volume"):
+        check_dataset_inside(paths, dataset_yaml)

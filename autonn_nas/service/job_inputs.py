@@ -128,3 +128,17 @@ def load_job_inputs(paths: ProjectPaths, resume: bool = False) -> JobInputs:
     except TypeError as exc:
         raise JobInputError(f"{settings_path}: {exc}") from None
     return JobInputs(project_info=info, dataset_yaml=dataset_yaml, settings=settings, search_cfg=search_cfg)
+
+
+def check_dataset_inside(paths: ProjectPaths, dataset_yaml: Path) -> None:
+    """Every image folder a dataset.yaml names (absolute paths included) must be on the shared volume.
+
+    Run by the job, not by /start: it lists the dataset's images, which can take a while."""
+    from autonn_nas.data import load_dataset_config
+
+    config = load_dataset_config(dataset_yaml)
+    for folder in sorted({Path(image).parent for image in [*config.train, *config.val]}):
+        try:
+            inside(paths.shared_dir, folder, "image folder")
+        except ValueError as exc:
+            raise JobInputError(f"{dataset_yaml}: {exc}") from None

@@ -14,7 +14,7 @@ import traceback
 
 from autonn_nas.service import state as st
 from autonn_nas.service.config import ServiceConfig
-from autonn_nas.service.job_inputs import load_job_inputs
+from autonn_nas.service.job_inputs import check_dataset_inside, load_job_inputs
 from autonn_nas.service.job_record import JobCancelled, JobRecord
 from autonn_nas.service.paths import ProjectPaths
 from autonn_nas.service.pm_client import PMClient
@@ -40,6 +40,7 @@ def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: boo
     outcome = None
     try:
         inputs = load_job_inputs(paths, resume=resume)
+        check_dataset_inside(paths, inputs.dataset_yaml)
         log.info("job %s for %s/%s: settings %s", job_id, paths.user_id, paths.project_id, inputs.settings.to_dict())
         if inputs.search_cfg is not None:
             atomic_write_text(inputs.settings.cfg, cfg_to_yaml(inputs.search_cfg))
