@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from test_service_support import PROJECT, Stack, fake_dataset, fake_runner_env, write_project
+from test_service_support import PROJECT, Stack, copy_demo_dataset, fake_runner_env, write_project
 
 from autonn_nas.service.state import group_alive
 
@@ -17,7 +17,7 @@ from autonn_nas.service.state import group_alive
 def fault_stack(tmp_path, request):
     stack = Stack(tmp_path, extra_env=fake_runner_env(tmp_path, request.param))
     write_project(stack.shared)
-    fake_dataset(stack.shared)
+    copy_demo_dataset(stack.shared)
     try:
         yield stack
     finally:
