@@ -12,6 +12,7 @@ same whatever the number of loader workers. The epoch lives in shared memory so 
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -25,9 +26,10 @@ from autonn_nas.data.boxes import xywhn_to_xyxy, xyxy_to_xywhn
 from autonn_nas.data.config import DatasetConfig
 from autonn_nas.data.errors import DatasetError
 from autonn_nas.data.images import load_image
-from autonn_nas.data.labels import DatasetReport
+from autonn_nas.data.labels import DatasetReport, Skipped
 from autonn_nas.data.letterbox import letterbox
 from autonn_nas.data.scan import ImageRecord, labels_without_image, scan_images
+from autonn_nas.train.hyp import DEFAULT_HYP
 from autonn_nas.utils.log import get_logger
 
 log = get_logger("data")
@@ -36,12 +38,6 @@ log = get_logger("data")
 AUTO_CACHE_IMAGES_BYTES = 512 * 2**20
 
 ShapeInfo = tuple[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]]
-
-
-def _default_hyp() -> dict[str, float]:
-    from autonn_nas.train.hyp import DEFAULT_HYP
-
-    return dict(DEFAULT_HYP)
 
 
 class YoloDataset(Dataset):
@@ -78,7 +74,7 @@ class YoloDataset(Dataset):
             nc = len(names)
         self.img_size = int(img_size)
         self.augment = augment
-        self.hyp = {**_default_hyp(), **(hyp or {})}  # keys not given keep their defaults
+        self.hyp = {**DEFAULT_HYP, **(hyp or {})}  # keys not given keep their defaults
         self.mosaic = augment if mosaic is None else mosaic
         self.nc = nc
         self.names = [str(n) for n in names] if names is not None else [f"class{i}" for i in range(nc or 0)]
@@ -222,9 +218,7 @@ def _describe(files: Sequence[Path]) -> str:
     return folders[0] if len(folders) == 1 else f"{len(files)} images in {len(folders)} folders"
 
 
-def _image_skip(record: ImageRecord) -> Any:
-    from autonn_nas.data.labels import Skipped
-
+def _image_skip(record: ImageRecord) -> Skipped:
     return Skipped(str(record.path), record.problem or "unusable")
 
 
@@ -233,8 +227,6 @@ def _seed_worker(worker_id: int) -> None:
     OpenCV single-threaded inside workers, which already run in parallel."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
-    import random
-
     random.seed(seed)
     cv2.setNumThreads(0)
 
