@@ -11,6 +11,7 @@ import sys
 
 # command name -> (module under autonn_nas.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "search": ("search", "neck architecture search: supernet, strategy, derived model YAML, weights and report"),
     "summary": ("summary", "per-layer table, parameters and GFLOPs of a model YAML"),
     "derive": ("derive", "write the concrete model YAML of an architecture JSON"),
     "serve": ("serve", "run the pipeline stage's HTTP server (TANGO neck_nas container)"),

@@ -1,0 +1,53 @@
+"""`autonn-nas search --data D ...`: run a neck search and write the derived model and its report."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from autonn_nas.search.settings import COST_MEASURES, STRATEGIES, SearchSettings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = SearchSettings()
+    parser.add_argument("--data", required=True, help="YOLO dataset.yaml")
+    parser.add_argument("--cfg", default=d.cfg, help=f"search YAML with MBottleneckCSP2 rows (default {d.cfg})")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=d.strategy, help=f"search strategy (default {d.strategy})")
+    parser.add_argument("--epochs", type=int, help="supernet training epochs (default: 3 on CPU, 50 on CUDA)")
+    parser.add_argument("--img", "--img-size", dest="img_size", type=int, help="image size, a multiple of 32 (default: 256 on CPU, 640 on CUDA)")
+    parser.add_argument("--batch", "--batch-size", dest="batch_size", type=int, help="batch size (default: 8 on CPU, 16 on CUDA, halved on CUDA out-of-memory)")
+    parser.add_argument("--width", type=float, help="width_multiple (default: 0.25 on CPU, the YAML's on CUDA)")
+    parser.add_argument("--depth", type=float, help="depth_multiple (default: 0.33 on CPU, the YAML's on CUDA)")
+    parser.add_argument("--budget", type=float, help="most the derived model may cost, relative to the base model (default 1.0)")
+    parser.add_argument("--lightweight-level", type=int, help="TANGO lightweight_level 0..10: tightens the budget toward the cheapest architecture")
+    parser.add_argument("--cost-measure", choices=COST_MEASURES, default=d.cost_measure, help=f"cost of an architecture (default {d.cost_measure})")
+    parser.add_argument("--latency-table", help="JSON latency table of a target measured elsewhere (with --cost-measure latency)")
+    parser.add_argument("--evaluations", type=int, help="spos: most architectures to score (default 12 on CPU, 200 on CUDA)")
+    parser.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction, help="share of the train split held out for architecture decisions")
+    parser.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or N (default auto)")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--workers", type=int, help="data loader workers (default 2 on CPU, 8 on CUDA)")
+    parser.add_argument("--out", default=d.out, help=f"run folder (default {d.out})")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    parser.add_argument("--weights", help="warm start: a Scaled-YOLOv4-layout state_dict of the base model")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def settings_from_args(args: argparse.Namespace) -> SearchSettings:
+    names = set(SearchSettings.field_names())
+    return SearchSettings.from_mapping({k: v for k, v in vars(args).items() if k in names}, source="autonn-nas search")
+
+
+def run(args: argparse.Namespace) -> int:
+    from autonn_nas.search.runner import run_search
+
+    try:
+        result = run_search(settings_from_args(args))
+    except ValueError as exc:
+        print(f"autonn-nas search: {exc}", file=sys.stderr)
+        return 2
+    m = result.metrics
+    print(f"architecture: {result.arch}")
+    print(f"cost: {m['cost']:.6g} {m['cost_measure']} = {m['cost_ratio']:.3f} x base (budget {m['budget']:.6g})")
+    print(f"val mAP50 {m['map50']:.4f} mAP50-95 {m['map']:.4f} (base architecture: {m['base_map50']:.4f} / {m['base_map']:.4f})")
+    print(f"model YAML: {result.model_yaml}\nweights: {result.weights}\nreport: {result.report}")
+    return 0

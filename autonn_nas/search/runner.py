@@ -1,0 +1,310 @@
+"""run_search: the whole neck search, from settings to the derived model and its report.
+
+Phases: data (train split -> training part + held-out part; val only reports), supernet + cost model +
+budget, supernet training (weight steps / architecture steps, a checkpoint every epoch), derivation
+(search/final.py: the architecture within the budget, BN recalibration, val mAP and cost of the
+derived and the base architecture, bestmodel.pt), reports.
+
+Outputs in settings.out: search.log, last.pt (resumable), history.json, files_read.json, arch.json,
+neck_nas_model.yaml, bestmodel.pt, report.json, report.md, alpha.png (spos: spos_scores.png),
+cost_table.json.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from autonn_nas.models.choice import clear_mixture
+from autonn_nas.models.yolo import Model, build_model
+from autonn_nas.search import final
+from autonn_nas.search.arch import Architecture
+from autonn_nas.search.batch_size import fit_batch_size, halved_batch_size, is_out_of_memory
+from autonn_nas.search.cost import build_cost_table, most_probable_within_budget, resolve_budget
+from autonn_nas.search.file_log import FilesRead, RecordingLoader
+from autonn_nas.search.loop import ArchStepSchedule, train_supernet_epoch
+from autonn_nas.search.settings import SearchSettings
+from autonn_nas.search.strategies import strategy_class
+from autonn_nas.search.warm_start import warm_start
+from autonn_nas.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from autonn_nas.train.epoch import make_grad_scaler
+from autonn_nas.train.hyp import merge_hyp
+from autonn_nas.train.loss import DetectionLoss, scaled_loss_gains
+from autonn_nas.train.optim import NOMINAL_BATCH, build_optimizer
+from autonn_nas.train.schedule import WarmupCosineSchedule
+from autonn_nas.train.trainer import _loader_generators, _set_epoch
+from autonn_nas.utils.device import select_device
+from autonn_nas.utils.files import atomic_write_json
+from autonn_nas.utils.log import add_file_handler, get_logger
+from autonn_nas.utils.seed import seed_everything
+
+log = get_logger("search")
+
+EventFn = Callable[[str, dict], None]
+# what a resumed run may change; everything else comes from the checkpoint so the run stays the same
+RESUME_OVERRIDABLE = ("device", "workers", "out", "resume", "progress")
+
+
+@dataclass
+class SearchResult:
+    out_dir: Path
+    arch: Architecture
+    model_yaml: Path  # <out>/neck_nas_model.yaml
+    weights: Path  # <out>/bestmodel.pt
+    report: Path  # <out>/report.json
+    metrics: dict
+
+
+@dataclass
+class SearchData:
+    """Datasets and loaders of a search; only `val` is the validation split."""
+
+    config: Any
+    train_part: Any
+    holdout: Any
+    val: Any
+    recal: Any  # the training part without augmentation (BN recalibration)
+
+
+def _build_data(s: SearchSettings, hyp: dict[str, float]) -> SearchData:
+    from autonn_nas.data import YoloDataset, load_dataset_config, split_holdout
+
+    config = load_dataset_config(s.data)
+    train_files, holdout_files = split_holdout(config.train, s.holdout_fraction, seed=s.seed)
+    if not train_files or not holdout_files:
+        raise ValueError(
+            f"{s.data}: the train split has {len(config.train)} images, too few to hold out {s.holdout_fraction:.0%} "
+            "for architecture decisions and keep the rest for weights; add images or change holdout_fraction"
+        )
+    make = lambda files, augment: YoloDataset(files, s.img_size, augment=augment, hyp=hyp, nc=config.nc, seed=s.seed)  # noqa: E731
+    return SearchData(config, make(train_files, True), make(holdout_files, False), make(config.val, False), make(train_files, False))
+
+
+def _loader(dataset: Any, batch_size: int, shuffle: bool, s: SearchSettings) -> Any:
+    from autonn_nas.data import create_dataloader
+
+    return create_dataloader(dataset, batch_size=batch_size, shuffle=shuffle, workers=s.workers, seed=s.seed)
+
+
+def _emit(on_event: EventFn | None, update_id: str, content: dict) -> None:
+    if on_event is not None:
+        on_event(update_id, content)
+
+
+class SearchRun:
+    def __init__(self, settings: SearchSettings, on_event: EventFn | None = None):
+        settings.validate()
+        self.device = select_device(settings.device)
+        self.out = Path(settings.out)
+        self.checkpoint = None
+        if settings.resume:
+            last = self.out / "last.pt"
+            if not last.is_file():
+                raise ValueError(f"nothing to resume: {last} does not exist (start the search without resume)")
+            self.checkpoint = load_checkpoint(last)
+            saved = SearchSettings.from_mapping(self.checkpoint["settings"], source=str(last))
+            settings = dataclasses.replace(saved, **{k: getattr(settings, k) for k in RESUME_OVERRIDABLE})
+        self.settings = settings.resolve_defaults(on_gpu=self.device.type == "cuda")
+        self.settings.validate()
+        if not self.settings.data:
+            raise ValueError("no dataset given: set data to a YOLO dataset.yaml")
+        self.on_event = on_event
+        self.files = FilesRead()
+        self.history: list[dict[str, Any]] = []
+        self.batch_changes: list[dict[str, Any]] = []
+        self.seconds = {"training": 0.0}
+
+    # -- setup ---------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        s = self.settings
+        seed_everything(s.seed)
+        self.hyp = merge_hyp()
+        self.data = _build_data(s, self.hyp)
+        nc = self.data.config.nc
+        seed_everything(s.seed)  # the initial weights must not depend on what reading the data consumed (e.g. a label cache miss)
+        self.model: Model = build_model(s.cfg, nc=nc, width=s.width, depth=s.depth).to(self.device)
+        self.model.names = list(self.data.config.names)
+        if s.weights and self.checkpoint is None:
+            warm_start(self.model, s.weights)
+        self.cost = build_cost_table(self.model, s.img_size, s.cost_measure, self.device, s.latency_table)
+        self.budget = resolve_budget(self.cost, s.budget, s.lightweight_level)
+        atomic_write_json(self.out / "cost_table.json", self.cost.to_dict())
+        detect = self.model.detect
+        self.loss_fn = DetectionLoss(self.model, scaled_loss_gains(self.hyp, detect.nc, detect.nl, s.img_size))
+        self.strategy = strategy_class(s.strategy)(
+            self.model, self.loss_fn, self.cost, self.budget, seed=s.seed, autocast=self.device.type == "cuda"
+        )
+        self.batch_size = int(self.checkpoint["batch_size"]) if self.checkpoint else s.batch_size
+        if self.device.type == "cuda" and self.checkpoint is None:
+            self.batch_size = fit_batch_size(self._memory_probe, self.batch_size)
+        self.optimizer = build_optimizer(self.model, self.hyp, self.batch_size)
+        self.scaler = make_grad_scaler(self.device)
+        self._make_loaders()
+        self.start_epoch = 0
+        if self.checkpoint is not None:
+            self._restore(self.checkpoint)
+
+    def _make_loaders(self) -> None:
+        s, d = self.settings, self.data
+        self.train_loader = RecordingLoader(_loader(d.train_part, self.batch_size, True, s), self.files, "weight_training")
+        self.holdout_loader = RecordingLoader(_loader(d.holdout, self.batch_size, True, s), self.files, "architecture")
+        self.schedule = WarmupCosineSchedule(self.optimizer, self.hyp, s.epochs, len(self.train_loader), self.batch_size, NOMINAL_BATCH)
+        self.arch_schedule = ArchStepSchedule(s.epochs * len(self.train_loader))
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        gens = {f"train_{k}": g for k, g in _loader_generators(self.train_loader).items()}
+        gens.update({f"holdout_{k}": g for k, g in _loader_generators(self.holdout_loader).items()})
+        return gens
+
+    def _memory_probe(self, batch_size: int) -> None:
+        """One training step of the most memory-hungry configuration at this batch size (CUDA only)."""
+        s = self.settings
+        self.model.train()
+        images = torch.rand(batch_size, 3, s.img_size, s.img_size, device=self.device)
+        targets = torch.tensor([[i, 0, 0.5, 0.5, 0.2, 0.2] for i in range(batch_size)], device=self.device)
+        try:
+            self.strategy.prepare_memory_probe()
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+                loss, _ = self.loss_fn(self.model(images), targets)
+            loss.backward()
+        finally:
+            self.model.zero_grad(set_to_none=True)
+            clear_mixture(self.model)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.strategy.load_state_dict(checkpoint["strategy"])
+        self.history = list(checkpoint["history"])
+        self.batch_changes = list(checkpoint.get("batch_changes", []))
+        self.files = FilesRead(checkpoint.get("files_read"))
+        self.seconds = dict(checkpoint.get("seconds", self.seconds))
+        self._make_loaders()  # record into the restored file log
+        restore_rng_states(checkpoint["rng"], self._generators())
+        self.start_epoch = int(checkpoint["epoch"]) + 1
+        log.info("resuming %s from epoch %d of %d", self.out / "last.pt", self.start_epoch + 1, self.settings.epochs)
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        save_checkpoint(self.out / "last.pt", {
+            "model_yaml": self.model.yaml,
+            "nc": self.model.nc,
+            "names": list(self.model.names),
+            "state_dict": self.model.state_dict(),
+            "epoch": epoch,
+            "settings": self.settings.to_dict(),
+            "batch_size": self.batch_size,
+            "strategy": self.strategy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_states(self._generators()),
+            "history": self.history,
+            "batch_changes": self.batch_changes,
+            "files_read": self.files.state_dict(),
+            "seconds": self.seconds,
+        })
+
+    # -- training ------------------------------------------------------------------------------------
+    def _current_choice(self) -> dict[str, str] | None:
+        probabilities = self.strategy.probabilities_dict()
+        if probabilities is None:
+            return None
+        return most_probable_within_budget(probabilities, self.cost, self.budget).to_dict()
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        s = self.settings
+        while True:
+            _set_epoch(self.data.train_part, self.train_loader, epoch)
+            try:
+                result = train_supernet_epoch(
+                    self.strategy, self.train_loader, self.holdout_loader, self.loss_fn, self.optimizer, self.schedule,
+                    self.arch_schedule, epoch, self.device, scaler=self.scaler, progress=s.progress,
+                    description=f"{s.strategy} {epoch + 1}/{s.epochs}",
+                )
+                break
+            except torch.OutOfMemoryError as error:  # torch.cuda.OutOfMemoryError is this class
+                if not is_out_of_memory(error):
+                    raise
+                self.model.zero_grad(set_to_none=True)
+                clear_mixture(self.model)
+                old = self.batch_size
+                self.batch_size = halved_batch_size(old, error)
+                self.batch_changes.append({"epoch": epoch, "from": old, "to": self.batch_size, "reason": str(error)[:200]})
+                self._make_loaders()  # the epoch restarts with the smaller batch; updates made so far are kept
+        clear_mixture(self.model)
+        w = result.weights
+        return {
+            "epoch": epoch,
+            "epochs": s.epochs,
+            "phase": "supernet_training",
+            "strategy": s.strategy,
+            "box_loss": w.box,
+            "obj_loss": w.obj,
+            "cls_loss": w.cls,
+            "loss": w.total,
+            "arch_steps": result.arch_steps,
+            "arch_task_loss": result.arch_task_loss,
+            "cost_term": result.cost_term,
+            "lr": w.lr,
+            "batch_size": self.batch_size,
+            "seconds": w.data_seconds + w.compute_seconds,
+            "alpha": self.strategy.probabilities_dict(),
+            "current_choice": self._current_choice(),
+        }
+
+    def _log_epoch(self, row: dict[str, Any]) -> None:
+        line = f"epoch {row['epoch'] + 1}/{row['epochs']} [{row['strategy']}]: loss box {row['box_loss']:.4f} obj {row['obj_loss']:.4f} cls {row['cls_loss']:.4f}"
+        if row["arch_steps"]:
+            line += f" | {row['arch_steps']} arch steps, held-out loss {row['arch_task_loss']:.4f}, cost term {row['cost_term']:.4f}"
+        if row["current_choice"]:
+            line += " | within budget now: " + " ".join(f"{k}={v}" for k, v in row["current_choice"].items())
+        log.info("%s | %.1f s", line, row["seconds"])
+
+    # -- run -----------------------------------------------------------------------------------------
+    def run(self) -> SearchResult:
+        self.out.mkdir(parents=True, exist_ok=True)
+        handler = add_file_handler(self.out / "search.log")
+        try:
+            return self._run()
+        finally:
+            get_logger().removeHandler(handler)
+            handler.close()
+
+    def _run(self) -> SearchResult:
+        s = self.settings
+        started = time.perf_counter()
+        log.info("search on %s: %s", self.device, s.to_dict())
+        self._setup()
+        split = {"train_part": len(self.data.train_part), "holdout": len(self.data.holdout), "val": len(self.data.val)}
+        log.info("cost: %s (%s); budget %.6g %s = %.3f x base; images %s", s.cost_measure, self.cost.source, self.budget.limit,
+                 self.cost.unit, self.budget.limit / self.budget.base_cost, split)
+        _emit(self.on_event, "nas_start", {
+            "strategy": s.strategy, "epochs": s.epochs, "img_size": s.img_size, "batch_size": self.batch_size,
+            "device": str(self.device), "start_epoch": self.start_epoch, "images": split,
+            "budget": self.budget.to_dict(), "cost_measure": s.cost_measure, "labels": self.strategy.labels,
+        })
+        if not self.history:
+            self.history.append({"epoch": -1, "phase": "start", "alpha": self.strategy.probabilities_dict()})
+        for epoch in range(self.start_epoch, s.epochs):
+            epoch_started = time.perf_counter()
+            row = self._train_epoch(epoch)
+            self.seconds["training"] += time.perf_counter() - epoch_started
+            self.history.append(row)
+            self._log_epoch(row)
+            self._save_checkpoint(epoch)
+            atomic_write_json(self.out / "history.json", self.history)
+            _emit(self.on_event, "epoch_summary", row)
+        self.seconds["total_before_final"] = time.perf_counter() - started
+        return final.finish(self, started)
+
+
+def run_search(settings: SearchSettings, on_event: EventFn | None = None) -> SearchResult:
+    """Run (or resume, settings.resume) a neck search; see the module docstring for the outputs."""
+    return SearchRun(settings, on_event).run()

@@ -1,0 +1,183 @@
+"""End-to-end searches on the embedded coco128_mini with a tiny supernet (seconds each), per strategy:
+outputs, budget, moving architecture weights, train/held-out/val separation, resume equivalence,
+warm start, the CUDA out-of-memory fallback (simulated) and the CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from autonn_nas.cli import main
+from autonn_nas.models.choice import searchable_blocks, set_architecture
+from autonn_nas.models.yolo import build_model
+from autonn_nas.search import runner as runner_module
+from autonn_nas.search.arch import Architecture
+from autonn_nas.search.runner import run_search
+from autonn_nas.search.settings import STRATEGIES, SearchSettings
+from autonn_nas.search.strategies import STRATEGY_CLASSES
+from autonn_nas.search.warm_start import warm_start
+from autonn_nas.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+DATA = Path(__file__).resolve().parents[1] / "shared_volume" / "datasets" / "coco128_mini" / "dataset.yaml"
+TINY = dict(data=str(DATA), epochs=2, img_size=64, batch_size=8, width=0.125, depth=0.33, workers=0, device="cpu",
+            evaluations=4, progress=False, budget=1.1, seed=0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    # With several CPU threads, some reductions sum in an order that can vary from run to run (last-bit
+    # differences that training amplifies); bit-exact reproducibility and resume equivalence need one thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_settings(tmp: Path, strategy: str, **changes) -> SearchSettings:
+    return SearchSettings(**{**TINY, "out": str(tmp), "strategy": strategy, **changes})
+
+
+@pytest.fixture(scope="module")
+def searches(tmp_path_factory, single_thread):
+    runs = {}
+    for strategy in STRATEGIES:
+        events = []
+        result = run_search(tiny_settings(tmp_path_factory.mktemp(strategy), strategy), on_event=lambda u, c: events.append((u, c)))
+        runs[strategy] = (result, events)
+    return runs
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_search_writes_a_derived_model_within_budget(strategy, searches):
+    result, events = searches[strategy]
+    out = result.out_dir
+    for name in ("arch.json", "neck_nas_model.yaml", "bestmodel.pt", "report.json", "report.md", "last.pt", "history.json", "files_read.json", "cost_table.json"):
+        assert (out / name).is_file(), name
+    assert (out / ("spos_scores.png" if strategy == "spos" else "alpha.png")).is_file()
+    assert Architecture.load(out / "arch.json") == result.arch
+    report = json.loads(result.report.read_text())
+    assert report["derived"]["within_budget"] and report["derived"]["cost"] <= report["budget"]["limit"] * (1 + 1e-9)
+    assert report["budget"]["limit"] == pytest.approx(1.1 * report["base"]["cost"])
+    assert report["cost_model"]["measure"] == "flops" and "counted" in report["cost_model"]["source"]
+    for row in ("derived", "base"):
+        assert set(report[row]["val"]) >= {"map50", "map"}
+    # the derived weights rebuild from the YAML alone and match the architecture
+    checkpoint = load_checkpoint(result.weights)
+    model = model_from_checkpoint(checkpoint)
+    assert not searchable_blocks(model)
+    assert build_model(result.model_yaml).state_dict().keys() == model.state_dict().keys()
+    assert checkpoint["arch"] == result.arch.to_dict()
+    kinds = [u for u, _ in events]
+    assert kinds[0] == "nas_start" and kinds[-1] == "nas_end" and kinds.count("epoch_summary") == 2
+    assert ("evolution_search" in kinds) == (strategy == "spos")
+    summary = [c for u, c in events if u == "epoch_summary"][-1]
+    assert {"epoch", "epochs", "phase", "box_loss", "obj_loss", "cls_loss", "alpha"} <= set(summary)
+    json.dumps([c for _, c in events])  # JSON-able for the stage's status updates
+
+
+@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if STRATEGY_CLASSES[s].has_arch_weights])
+def test_architecture_weights_move_in_a_two_epoch_search(strategy, searches):
+    result, _ = searches[strategy]
+    history = json.loads((result.out_dir / "history.json").read_text())
+    start, end = history[0]["alpha"], history[-1]["alpha"]
+    moved = max(abs(end[label][name] - start[label][name]) for label in start for name in start[label])
+    assert moved > 1e-3
+    assert sum(row.get("arch_steps", 0) for row in history) >= 2
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_architecture_decisions_never_read_validation_images(strategy, searches):
+    result, _ = searches[strategy]
+    read = json.loads((result.out_dir / "files_read.json").read_text())
+    from autonn_nas.data import load_dataset_config
+
+    config = load_dataset_config(DATA)
+    val = {str(p) for p in config.val}
+    train = {str(p) for p in config.train}
+    architecture, weights, report = set(read["architecture"]), set(read["weight_training"]), set(read["report"])
+    assert not architecture & val and architecture <= train
+    assert not architecture & weights  # held-out part and training part are disjoint
+    assert not set(read["bn_recalibration"]) & val
+    assert report and report <= val
+    if STRATEGY_CLASSES[strategy].has_arch_weights or strategy == "spos":
+        assert architecture  # and the held-out part really was used
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_resumed_search_ends_like_an_uninterrupted_one(strategy, searches, tmp_path):
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_epoch(update_id, content):
+        if update_id == "epoch_summary" and content["epoch"] == 0:
+            raise Killed()
+
+    settings = tiny_settings(tmp_path, strategy)
+    with pytest.raises(Killed):
+        run_search(settings, on_event=kill_after_first_epoch)
+    resumed = run_search(settings.replace(resume=True))
+    uninterrupted, _ = searches[strategy]
+    assert resumed.arch == uninterrupted.arch
+    a = load_checkpoint(resumed.out_dir / "last.pt")
+    b = load_checkpoint(uninterrupted.out_dir / "last.pt")
+    if "alpha" in b["strategy"]:
+        assert torch.equal(a["strategy"]["alpha"], b["strategy"]["alpha"])
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in b["state_dict"])
+
+
+def test_warm_started_supernet_computes_the_base_model_with_any_kernel(tmp_path):
+    torch.manual_seed(1)
+    base = build_model("yolov4-p5.yaml", nc=3, width=0.125, depth=0.33).eval()
+    for m in base.modules():  # non-trivial BN statistics, so a wrong copy would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / "base.pt"
+    torch.save(base.state_dict(), path)
+    supernet = build_model("yolov4-p5-search.yaml", nc=3, width=0.125, depth=0.33).eval()
+    warm_start(supernet, path)
+    x = torch.rand(1, 3, 64, 64)
+    expected = base(x)[0]
+    labels = list(searchable_blocks(supernet))
+    for name in ("k3_mish", "k5_mish"):  # 5x5 kernels are the 3x3 ones zero-padded: the same function
+        set_architecture(supernet, {label: name for label in labels})
+        assert torch.allclose(supernet(x)[0], expected, atol=1e-4), name
+    wrong = build_model("yolov4-p5.yaml", nc=5, width=0.125, depth=0.33)
+    torch.save(wrong.state_dict(), path)
+    with pytest.raises(ValueError, match="base.pt"):
+        warm_start(supernet, path)
+
+
+def test_cuda_out_of_memory_halves_the_batch_and_the_search_goes_on(tmp_path, monkeypatch):
+    real = runner_module.train_supernet_epoch
+    calls = []
+
+    def first_call_runs_out_of_memory(*args, **kwargs):
+        calls.append(len(args[1]))  # batches per epoch of the training loader
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "train_supernet_epoch", first_call_runs_out_of_memory)
+    result = run_search(tiny_settings(tmp_path, "proxyless", epochs=1))
+    report = json.loads(result.report.read_text())
+    assert report["batch_size"] == 4 and report["batch_changes"][0]["from"] == 8
+    assert calls[1] > calls[0]  # the epoch restarted with smaller (so more) batches
+
+
+def test_cli_search_and_its_errors(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["search", "--data", str(DATA), "--epochs", "1", "--img", "64", "--batch", "8", "--width", "0.125", "--depth", "0.33",
+            "--workers", "0", "--device", "cpu", "--out", str(out), "--strategy", "proxyless", "--lightweight-level", "10", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "architecture: m_16=" in printed and "x base" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["budget"]["lightweight_level"] == 10 and report["derived"]["cost"] <= report["base"]["cost"]
+    assert main(args + ["--budget", "0.5"]) == 2
+    assert "use a budget of at least 1.0000" in capsys.readouterr().err
+    assert main(["search", "--data", str(tmp_path / "missing.yaml"), "--out", str(out), "--device", "cpu"]) == 2
+    assert main(["search", "--data", str(DATA), "--out", str(tmp_path / "empty"), "--resume", "--device", "cpu"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
