@@ -16,7 +16,7 @@ from autonn_nas.search.arch import Architecture
 from autonn_nas.search.batch_size import fit_batch_size
 from autonn_nas.search.bn_recalibration import recalibrate_bn
 from autonn_nas.search.cost import CostTable, counted_cost_table, feasible_architectures, resolve_budget
-from autonn_nas.search.loop import ArchStepSchedule
+from autonn_nas.search.loop import ArchStepSchedule, arch_learning_rate, arch_step_interval
 from autonn_nas.search.settings import STRATEGIES
 from autonn_nas.search.strategies import STRATEGY_CLASSES, strategy_class
 from autonn_nas.train.hyp import merge_hyp
@@ -118,12 +118,18 @@ def test_derive_respects_the_budget_even_when_5x5_is_most_probable(name, setup):
 
 
 @pytest.mark.parametrize("total", [1, 2, 3, 16, 1000])
-def test_arch_steps_happen_within_any_run(total):
-    schedule = ArchStepSchedule(total)
+@pytest.mark.parametrize("every", [1, 4, 50])
+def test_arch_steps_happen_within_any_run(total, every):
+    schedule = ArchStepSchedule(total, every=every)
     steps = schedule.steps_in(0, total)
-    assert steps >= 1
+    assert steps >= 1  # the prior art's fixed warm-up left default runs with none
     if total >= 4:
-        assert schedule.start == int(0.25 * total) and steps == total - schedule.start
+        assert schedule.start == int(0.25 * total) and steps == len(range(schedule.start, total, every))
+
+
+def test_arch_steps_take_one_held_out_pass_per_epoch_and_lr_fits_the_run():
+    assert arch_step_interval(100, 25) == 4 and arch_step_interval(13, 4) == 4 and arch_step_interval(3, 10) == 1
+    assert arch_learning_rate(2) == 0.05 and arch_learning_rate(100) == 0.01 and arch_learning_rate(55_000) == 1e-3
 
 
 def _toy_table() -> CostTable:

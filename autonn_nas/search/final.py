@@ -33,6 +33,7 @@ log = get_logger("search.final")
 
 BN_BATCHES = 20  # at most; fewer when the training part has fewer batches
 SPOS_EVALUATIONS = {"cpu": 12, "cuda": 200}  # default number of architectures spos scores
+SCORE_IMAGES = 500  # spos scores on at most this many held-out images (the same ones for every candidate)
 FITNESS_DIGITS = 4  # fitness differences below this are noise; the held-out loss breaks such ties
 
 
@@ -60,7 +61,13 @@ class Evaluator:
         self.model, self.device = run.model, run.device
         data = run.data
         self.recal_loader = RecordingLoader(_loader(data.recal, run.batch_size, False, s), run.files, "bn_recalibration")
-        self.holdout_loader = RecordingLoader(_loader(data.holdout, run.batch_size, False, s), run.files, "architecture")
+        # on a large train split (COCO: 23k held-out images) scoring 200 candidates on all of them would take
+        # longer than the search; a fixed, evenly spread subset keeps the comparison fair and the time bounded
+        self.score_set = data.holdout
+        if len(data.holdout) > SCORE_IMAGES:
+            step = len(data.holdout) / SCORE_IMAGES
+            self.score_set = data.holdout.subset([int(i * step) for i in range(SCORE_IMAGES)])
+        self.holdout_loader = RecordingLoader(_loader(self.score_set, run.batch_size, False, s), run.files, "architecture")
         self.val_loader = RecordingLoader(_loader(data.val, run.batch_size, False, s), run.files, "report")
         self.bn_batches = min(BN_BATCHES, len(self.recal_loader))
         self._holdout_truth = None
@@ -73,7 +80,7 @@ class Evaluator:
     def holdout_score(self, arch: Architecture) -> tuple[tuple, dict[str, Any]]:
         """Sort key (fitness rounded, -loss) and details of `arch` on the held-out images."""
         if self._holdout_truth is None:
-            self._holdout_truth = coco_ground_truth_from_dataset(self.run.data.holdout, self.run.data.config.names)
+            self._holdout_truth = coco_ground_truth_from_dataset(self.score_set, self.run.data.config.names)
         self.prepare(arch)
         metrics = evaluate(self.model, self.holdout_loader, self.device, ground_truth=self._holdout_truth)
         loss = mean_loss(self.model, self.holdout_loader, self.run.loss_fn, self.device)
@@ -170,7 +177,8 @@ def finish(run: "SearchRun", started: float) -> "SearchResult":
                     "holdout_fraction": s.holdout_fraction, "files_read": run.files.counts(), "files_read_list": str(files_read)},
         "cost_model": {"measure": run.cost.measure, "unit": run.cost.unit, "source": run.cost.source, "table": str(out / "cost_table.json")},
         "budget": run.budget.to_dict(),
-        "arch_schedule": run.arch_schedule.to_dict(),
+        "arch_schedule": {**run.arch_schedule.to_dict(),
+                          "arch_lr": run.strategy.arch_optimizer.param_groups[0]["lr"] if run.strategy.arch_optimizer else None},
         "derived": derived,
         "base": base_entry,
         "probabilities": probabilities,

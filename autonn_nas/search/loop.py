@@ -15,6 +15,21 @@ from autonn_nas.search.strategies.base import SearchStrategy
 from autonn_nas.train.epoch import EpochResult, images_to_input, train_one_epoch
 
 ARCH_WARMUP_FRACTION = 0.25  # of all iterations: weight-only warm-up so the candidates are not random when compared
+ARCH_LR_RANGE = (1e-3, 5e-2)  # Adam lr of the logits: ProxylessNAS's 1e-3 for long runs, larger for short ones
+
+
+def arch_step_interval(train_batches: int, holdout_batches: int) -> int:
+    """Iterations between architecture steps: one pass over the held-out part per epoch, spread evenly.
+    An architecture step costs about a weight step, so this keeps the search's overhead near the
+    held-out share of the data (0.25 of the weight steps for holdout_fraction 0.2), not 2x."""
+    return max(1, -(-train_batches // max(holdout_batches, 1)))
+
+
+def arch_learning_rate(arch_steps: int) -> float:
+    """Adam moves a logit by about lr per step: aim at a total movement of about one logit over the run
+    (enough for a short search to decide), within ARCH_LR_RANGE (long runs keep ProxylessNAS's 1e-3)."""
+    low, high = ARCH_LR_RANGE
+    return min(high, max(low, 1.0 / max(arch_steps, 1)))
 
 
 @dataclass(frozen=True)

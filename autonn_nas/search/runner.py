@@ -26,7 +26,7 @@ from autonn_nas.search.arch import Architecture
 from autonn_nas.search.batch_size import fit_batch_size, halved_batch_size, is_out_of_memory
 from autonn_nas.search.cost import build_cost_table, most_probable_within_budget, resolve_budget
 from autonn_nas.search.file_log import FilesRead, RecordingLoader
-from autonn_nas.search.loop import ArchStepSchedule, train_supernet_epoch
+from autonn_nas.search.loop import ArchStepSchedule, arch_learning_rate, arch_step_interval, train_supernet_epoch
 from autonn_nas.search.settings import SearchSettings
 from autonn_nas.search.strategies import strategy_class
 from autonn_nas.search.warm_start import warm_start
@@ -153,7 +153,9 @@ class SearchRun:
         self.train_loader = RecordingLoader(_loader(d.train_part, self.batch_size, True, s), self.files, "weight_training")
         self.holdout_loader = RecordingLoader(_loader(d.holdout, self.batch_size, True, s), self.files, "architecture")
         self.schedule = WarmupCosineSchedule(self.optimizer, self.hyp, s.epochs, len(self.train_loader), self.batch_size, NOMINAL_BATCH)
-        self.arch_schedule = ArchStepSchedule(s.epochs * len(self.train_loader))
+        total = s.epochs * len(self.train_loader)
+        self.arch_schedule = ArchStepSchedule(total, every=arch_step_interval(len(self.train_loader), len(self.holdout_loader)))
+        self.strategy.set_arch_lr(arch_learning_rate(self.arch_schedule.steps_in(0, total)))
 
     def _generators(self) -> dict[str, torch.Generator]:
         gens = {f"train_{k}": g for k, g in _loader_generators(self.train_loader).items()}

@@ -21,7 +21,7 @@ from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.search.arch import Architecture
 from autonn_nas.search.cost import Budget, CostTable, most_probable_within_budget
 
-ARCH_LR = 3e-3  # Adam on the logits; large enough that a short (CPU) search moves them visibly
+ARCH_LR = 1e-3  # Adam on the logits (the runner sets it from the number of architecture steps)
 ARCH_BETAS = (0.5, 0.999)
 COST_WEIGHT = 1.0  # lambda of the cost term lambda * relu(E[cost] / limit - 1)
 
@@ -54,6 +54,11 @@ class SearchStrategy:
             self.alpha = nn.Parameter(torch.zeros(len(self.labels), len(CANDIDATES), device=device))
             self.arch_optimizer = torch.optim.Adam([self.alpha], lr=arch_lr, betas=ARCH_BETAS)
         self.arch_steps = 0
+
+    def set_arch_lr(self, lr: float) -> None:
+        if self.arch_optimizer is not None:
+            for group in self.arch_optimizer.param_groups:
+                group["lr"] = float(lr)
 
     # -- to implement ---------------------------------------------------------------------------------
     def prepare_weight_step(self) -> None:
