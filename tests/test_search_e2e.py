@@ -150,6 +150,24 @@ def test_warm_started_supernet_computes_the_base_model_with_any_kernel(tmp_path)
         warm_start(supernet, path)
 
 
+def test_search_with_warm_start_and_measured_latency(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the latency lookup table goes here
+    torch.manual_seed(2)
+    base = build_model("yolov4-p5.yaml", nc=80, width=0.125, depth=0.33)
+    torch.save(base.state_dict(), tmp_path / "base.pt")
+    settings = tiny_settings(tmp_path / "run", "proxyless", epochs=1, weights=str(tmp_path / "base.pt"), cost_measure="latency", budget=None)
+    result = run_search(settings)
+    report = json.loads(result.report.read_text())
+    assert report["cost_model"]["measure"] == "latency" and "measured on cpu" in report["cost_model"]["source"]
+    assert report["derived"]["cost"] <= report["base"]["cost"] * (1 + 1e-9)  # default budget: no slower than the base
+    assert report["warm_start"] == str(tmp_path / "base.pt")
+    assert (tmp_path / "cache" / "autonn_nas" / "latency_cache.json").is_file()
+    table = json.loads((result.out_dir / "cost_table.json").read_text())  # reusable as --latency-table elsewhere
+    again = run_search(settings.replace(out=str(tmp_path / "run2"), latency_table=str(result.out_dir / "cost_table.json")))
+    assert json.loads(again.report.read_text())["cost_model"]["source"].startswith(f"latency table {result.out_dir / 'cost_table.json'}")
+    assert again.arch == result.arch and table["blocks"]
+
+
 def test_cuda_out_of_memory_halves_the_batch_and_the_search_goes_on(tmp_path, monkeypatch):
     real = runner_module.train_supernet_epoch
     calls = []

@@ -173,6 +173,7 @@ def finish(run: "SearchRun", started: float) -> "SearchResult":
         "epochs": s.epochs, "img_size": s.img_size, "batch_size": run.batch_size, "width": run.model.yaml.get("width_multiple"),
         "depth": run.model.yaml.get("depth_multiple"),
         "batch_changes": run.batch_changes,
+        "warm_start": s.weights,
         "dataset": {"yaml": str(s.data), "train_part": len(run.data.train_part), "holdout": len(run.data.holdout), "val": len(run.data.val),
                     "holdout_fraction": s.holdout_fraction, "files_read": run.files.counts(), "files_read_list": str(files_read)},
         "cost_model": {"measure": run.cost.measure, "unit": run.cost.unit, "source": run.cost.source, "table": str(out / "cost_table.json")},

@@ -1,0 +1,224 @@
+"""What the search costs next to plain training of the base network (issue 4's targets).
+
+Part 1, training step: time and peak memory of one training step of the supernet under each strategy,
+divided by those of the plain base network (yolov4-p5 at the same width/depth), measured in the same run.
+Every configuration runs in a fresh subprocess (peak RSS is per process), in interleaved rounds so that
+load drifting on a shared machine hits every configuration alike; times are medians over all steps.
+For the gradient strategies the architecture step is timed on its own and also amortised the way a
+default search takes it (one held-out pass per epoch after the warm-up: 0.75 x 0.25 of the iterations).
+
+Part 2, whole search: wall time of a default search per strategy on a dataset, divided by the wall time of
+training the base network for the same epochs with the same sizes (evaluating once at the end, as the
+search does).
+
+    .venv/bin/python benchmarks/search_cost.py                       # both parts (long on a CPU)
+    .venv/bin/python benchmarks/search_cost.py --part step --rounds 3 --steps 4
+    .venv/bin/python benchmarks/search_cost.py --part search --data /work/shared/datasets/coco128/dataset.yaml
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONFIGS = ("plain", "proxyless", "darts", "spos")
+HOLDOUT_FRACTION = 0.2
+AMORTISED_ARCH_SHARE = (1 - 0.25) * HOLDOUT_FRACTION / (1 - HOLDOUT_FRACTION)  # warm-up, then one held-out pass per epoch
+
+
+# -- part 1: one configuration, in its own process ------------------------------------------------------
+
+def _current_rss_mb() -> float:
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def step_worker(config: str, width: float, depth: float, img: int, batch: int, steps: int, threads: int | None) -> dict:
+    import torch
+
+    from autonn_nas.models.yolo import build_model
+    from autonn_nas.search.cost import counted_cost_table, resolve_budget
+    from autonn_nas.search.strategies import strategy_class
+    from autonn_nas.train.hyp import merge_hyp
+    from autonn_nas.train.loss import DetectionLoss, scaled_loss_gains
+    from autonn_nas.train.optim import build_optimizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    baseline_mb = _current_rss_mb()  # python + torch, before any model: subtracted for the training-memory ratio
+    torch.manual_seed(0)
+    cfg = "yolov4-p5.yaml" if config == "plain" else "yolov4-p5-search.yaml"
+    model = build_model(cfg, nc=80, width=width, depth=depth).train()
+    hyp = merge_hyp()
+    loss_fn = DetectionLoss(model, scaled_loss_gains(hyp, 80, 3, img))
+    optimizer = build_optimizer(model, hyp, batch)
+    strategy = None
+    if config != "plain":
+        table = counted_cost_table(model, img, "flops")
+        strategy = strategy_class(config)(model, loss_fn, table, resolve_budget(table), seed=0)
+        strategy.set_arch_lr(1e-3)
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(batch, 3, img, img, generator=gen)
+    rows = []
+    for i in range(batch):  # about 7 boxes per image, as in COCO
+        for _ in range(7):
+            cx, cy = torch.rand(2, generator=gen).tolist()
+            w, h = (0.05 + 0.4 * torch.rand(2, generator=gen)).tolist()
+            rows.append([i, float(torch.randint(0, 80, (1,), generator=gen)), cx, cy, w, h])
+    targets = torch.tensor(rows)
+
+    def weight_step() -> None:
+        if strategy is not None:
+            strategy.prepare_weight_step()
+        loss, _ = loss_fn(model(images), targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def arch_step() -> None:
+        if strategy is not None and strategy.alpha is not None:
+            strategy.arch_step(images, targets)
+
+    weight_times, arch_times = [], []
+    for i in range(steps + 1):  # the first step of each kind is a warm-up
+        start = time.perf_counter()
+        weight_step()
+        if i:
+            weight_times.append(time.perf_counter() - start)
+        if strategy is not None and strategy.alpha is not None:
+            start = time.perf_counter()
+            arch_step()
+            if i:
+                arch_times.append(time.perf_counter() - start)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    return {"config": config, "weight_step_s": weight_times, "arch_step_s": arch_times, "peak_rss_mb": peak_mb, "training_mb": peak_mb - baseline_mb,
+            "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads()}
+
+
+def run_step_part(args: argparse.Namespace) -> dict:
+    results: dict[str, dict] = {c: {"weight_step_s": [], "arch_step_s": [], "peak_rss_mb": [], "training_mb": []} for c in CONFIGS}
+    for round_index in range(args.rounds):
+        for config in CONFIGS:
+            cmd = [sys.executable, __file__, "--step-worker", config, "--width", str(args.width), "--depth", str(args.depth),
+                   "--img", str(args.img), "--batch", str(args.batch), "--steps", str(args.steps)]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+            data = json.loads(out.strip().splitlines()[-1])
+            for key in ("weight_step_s", "arch_step_s"):
+                results[config][key] += data[key]
+            results[config]["peak_rss_mb"].append(data["peak_rss_mb"])
+            results[config]["training_mb"].append(data["training_mb"])
+            results[config]["params"] = data["params"]
+            results[config]["threads"] = data["threads"]
+            print(f"round {round_index + 1}/{args.rounds} {config}: weight step {statistics.median(data['weight_step_s']):.3f} s, "
+                  f"peak RSS {data['peak_rss_mb']:.0f} MB", file=sys.stderr)
+    summary = {}
+    plain_step = statistics.median(results["plain"]["weight_step_s"])
+    plain_mem = statistics.median(results["plain"]["peak_rss_mb"])
+    plain_training_mem = statistics.median(results["plain"]["training_mb"])
+    for config in CONFIGS:
+        r = results[config]
+        step = statistics.median(r["weight_step_s"])
+        arch = statistics.median(r["arch_step_s"]) if r["arch_step_s"] else 0.0
+        mem = statistics.median(r["peak_rss_mb"])
+        training_mem = statistics.median(r["training_mb"])
+        summary[config] = {
+            "params": r["params"], "weight_step_s": step, "arch_step_s": arch or None, "peak_rss_mb": mem,
+            "step_time_ratio": step / plain_step, "amortised_iteration_ratio": (step + AMORTISED_ARCH_SHARE * arch) / plain_step,
+            "arch_step_ratio": arch / plain_step if arch else None, "memory_ratio": mem / plain_mem,
+            "training_mb": training_mem, "training_memory_ratio": training_mem / plain_training_mem,
+            "samples": len(r["weight_step_s"]), "threads": r.get("threads"),
+        }
+    return summary
+
+
+# -- part 2: whole searches against plain training ------------------------------------------------------
+
+def run_search_part(args: argparse.Namespace) -> dict:
+    from autonn_nas.search.runner import run_search
+    from autonn_nas.search.settings import SearchSettings
+    from autonn_nas.train.settings import TrainSettings
+    from autonn_nas.train.trainer import run_training
+
+    sizes = dict(data=args.data, epochs=args.epochs, img_size=args.img, batch_size=args.batch, width=args.width, depth=args.depth,
+                 device="cpu", workers=args.workers, seed=0, progress=False)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        run_training(TrainSettings(out=f"{tmp}/train", eval_interval=args.epochs, **sizes))
+        train_s = time.perf_counter() - start
+        results["plain_training_s"] = train_s
+        print(f"plain training: {train_s:.1f} s", file=sys.stderr)
+        for strategy in args.strategies:
+            start = time.perf_counter()
+            result = run_search(SearchSettings(out=f"{tmp}/{strategy}", strategy=strategy, **sizes))
+            seconds = time.perf_counter() - start
+            report = json.loads(result.report.read_text())
+            results[strategy] = {"search_s": seconds, "ratio": seconds / train_s, "training_s": report["seconds"]["training"],
+                                 "final_s": report["seconds"]["final"], "architecture": str(result.arch),
+                                 "map50": result.metrics["map50"], "map": result.metrics["map"],
+                                 "base_map50": result.metrics["base_map50"], "base_map": result.metrics["base_map"]}
+            print(f"{strategy}: {seconds:.1f} s = {seconds / train_s:.2f} x training", file=sys.stderr)
+    return results
+
+
+def markdown(step: dict | None, search: dict | None) -> str:
+    lines = []
+    if step:
+        lines += ["| configuration | params | weight step (s) | / plain | arch step / plain | amortised iteration / plain | peak RSS (MB) | / plain | peak RSS above torch import (MB) | / plain |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for config, r in step.items():
+            arch = f"{r['arch_step_ratio']:.2f}" if r["arch_step_ratio"] else "-"
+            lines.append(f"| {config} | {r['params']:,} | {r['weight_step_s']:.3f} | {r['step_time_ratio']:.2f} | {arch} | "
+                         f"{r['amortised_iteration_ratio']:.2f} | {r['peak_rss_mb']:.0f} | {r['memory_ratio']:.2f} | {r['training_mb']:.0f} | {r['training_memory_ratio']:.2f} |")
+    if search:
+        lines += ["", f"| run | wall time (s) | / plain training | supernet epochs (s) | derivation + evaluation (s) | architecture |",
+                  "|---|---|---|---|---|---|", f"| plain training | {search['plain_training_s']:.1f} | 1.00 | | | |"]
+        for strategy, r in search.items():
+            if isinstance(r, dict):
+                lines.append(f"| {strategy} search | {r['search_s']:.1f} | {r['ratio']:.2f} | {r['training_s']:.1f} | {r['final_s']:.1f} | {r['architecture']} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("step", "search", "both"), default="both")
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--depth", type=float, default=0.33)
+    parser.add_argument("--img", type=int, default=320)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the configurations")
+    parser.add_argument("--threads", type=int, help="torch threads per worker (default: torch's)")
+    parser.add_argument("--data", default="/work/shared/datasets/coco128/dataset.yaml")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of each whole search and of the plain training")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--strategies", nargs="+", default=["proxyless", "darts", "spos"])
+    parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--step-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.step_worker:
+        print(json.dumps(step_worker(args.step_worker, args.width, args.depth, args.img, args.batch, args.steps, args.threads)))
+        return 0
+    step = run_step_part(args) if args.part in ("step", "both") else None
+    search = run_search_part(args) if args.part in ("search", "both") else None
+    if args.json:
+        Path(args.json).write_text(json.dumps({"step": step, "search": search, "args": vars(args)}, indent=2) + "\n")
+    print(markdown(step, search))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
