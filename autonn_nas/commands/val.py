@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if img_size % 32:
         raise SystemExit(f"--img must be a multiple of 32 (the largest stride), got {img_size}")
     model = model_from_checkpoint(checkpoint, device)
-    dataset = YoloDataset(data.val, img_size, augment=False, nc=data.nc)
+    dataset = YoloDataset.from_config(data, "val", img_size, augment=False)
     loader = create_dataloader(dataset, batch_size=args.batch, shuffle=False, workers=args.workers, seed=0)
     metrics = evaluate(model, loader, device, conf_thres=args.conf, iou_thres=args.iou, half=args.half, save_json=args.save_json)
     if args.json:

@@ -51,8 +51,8 @@ def build_datasets(settings: TrainSettings, hyp: dict[str, float]) -> tuple[Any,
     from autonn_nas.data import YoloDataset, load_dataset_config
 
     data = load_dataset_config(settings.data)
-    train = YoloDataset(data.train, settings.img_size, augment=settings.augment, hyp=hyp, nc=data.nc, seed=settings.seed)
-    val = YoloDataset(data.val, settings.img_size, augment=False, hyp=hyp, nc=data.nc, seed=settings.seed)
+    train = YoloDataset.from_config(data, "train", settings.img_size, augment=settings.augment, hyp=hyp, seed=settings.seed)
+    val = YoloDataset.from_config(data, "val", settings.img_size, augment=False, hyp=hyp, seed=settings.seed)
     return data, train, val
 
 
