@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/autonn-nas summary autonn_nas/configs/yolov4-p5-search.yaml --nc 80 --img 640
+	$(BIN)/autonn-nas demo
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -40,3 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (ValueError, FileNotFoundError) as error:
+        # User errors (bad config, dataset, settings) carry a message meant for people: no traceback.
+        print(f"autonn-nas {args.command}: error: {error}", file=sys.stderr)
+        return 2
