@@ -62,7 +62,7 @@ def make_loader(dataset: Any, batch_size: int, shuffle: bool, workers: int, seed
     return create_dataloader(dataset, batch_size=batch_size, shuffle=shuffle, workers=workers, seed=seed)
 
 
-def _loader_generators(loader: Any) -> dict[str, torch.Generator]:
+def loader_generators(loader: Any) -> dict[str, torch.Generator]:
     """Random generators a loader draws its shuffle and worker seeds from (restored on resume)."""
     generators = {}
     if isinstance(getattr(loader, "generator", None), torch.Generator):
@@ -73,11 +73,15 @@ def _loader_generators(loader: Any) -> dict[str, torch.Generator]:
     return generators
 
 
-def _set_epoch(dataset: Any, loader: Any, epoch: int) -> None:
+def set_data_epoch(dataset: Any, loader: Any, epoch: int) -> None:
     """Let data components that derive their randomness from the epoch know it (if they do)."""
     for component in (dataset, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
         if hasattr(component, "set_epoch"):
             component.set_epoch(epoch)
+
+
+# older private names, still imported by callers
+_loader_generators, _set_epoch = loader_generators, set_data_epoch
 
 
 class Trainer:
@@ -126,7 +130,7 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.ema.load_state_dict(checkpoint["ema"])
         self.scaler.load_state_dict(checkpoint["scaler"])
-        restore_rng_states(checkpoint["rng"], _loader_generators(self.train_loader))
+        restore_rng_states(checkpoint["rng"], loader_generators(self.train_loader))
         self.start_epoch = int(checkpoint["epoch"]) + 1
         self.best_fitness = float(checkpoint["best_fitness"])
         self.best_epoch = int(checkpoint.get("best_epoch", -1))
@@ -148,7 +152,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": rng_states(_loader_generators(self.train_loader)),
+            "rng": rng_states(loader_generators(self.train_loader)),
         }
 
     # -- run ---------------------------------------------------------------------------------------
@@ -168,7 +172,7 @@ class Trainer:
         metrics: dict[str, Any] = dict(self.checkpoint.get("metrics", {})) if self.checkpoint else {}
         started = time.perf_counter()
         for epoch in range(self.start_epoch, s.epochs):
-            _set_epoch(self.train_set, self.train_loader, epoch)
+            set_data_epoch(self.train_set, self.train_loader, epoch)
             result = train_one_epoch(
                 self.model, self.train_loader, self.loss_fn, self.optimizer, self.schedule, epoch, self.device,
                 scaler=self.scaler, ema=self.ema, progress=s.progress, description=f"epoch {epoch + 1}/{s.epochs}",
