@@ -152,6 +152,10 @@ def run_search_part(args: argparse.Namespace) -> dict:
     from autonn_nas.train.settings import TrainSettings
     from autonn_nas.train.trainer import run_training
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     sizes = dict(data=args.data, epochs=args.epochs, img_size=args.img, batch_size=args.batch, width=args.width, depth=args.depth,
                  device="cpu", workers=args.workers, seed=0, progress=False)
     results = {}
@@ -201,7 +205,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration and round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the configurations")
-    parser.add_argument("--threads", type=int, help="torch threads per worker (default: torch's)")
+    parser.add_argument("--threads", type=int, help="torch threads (step workers and whole runs; default: torch's). On a shared machine use 1")
     parser.add_argument("--data", default="/work/shared/datasets/coco128/dataset.yaml")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each whole search and of the plain training")
     parser.add_argument("--workers", type=int, default=2)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = get_logger("search.final")
 
 BN_BATCHES = 20  # at most; fewer when the training part has fewer batches
-SPOS_EVALUATIONS = {"cpu": 12, "cuda": 200}  # default number of architectures spos scores
+SPOS_EVALUATIONS = {"cpu": 8, "cuda": 200}  # default number of architectures spos scores
 SCORE_IMAGES = 500  # spos scores on at most this many held-out images (the same ones for every candidate)
 FITNESS_DIGITS = 4  # fitness differences below this are noise; the held-out loss breaks such ties
 

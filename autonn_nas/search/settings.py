@@ -33,7 +33,7 @@ class SearchSettings:
     weights: str | None = None  # optional Scaled-YOLOv4-layout state_dict to warm-start from
     resume: bool = False
     holdout_fraction: float = 0.2  # share of the training split held out for architecture decisions
-    evaluations: int | None = None  # spos: most architectures to score (None: 12 on CPU, 200 on CUDA)
+    evaluations: int | None = None  # spos: most architectures to score (None: 8 on CPU, 200 on CUDA)
     progress: bool = True  # a progress bar per epoch
 
     @classmethod
