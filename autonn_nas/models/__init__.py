@@ -1,7 +1,7 @@
 """Model core: building blocks, the YAML parser, the neck search space and the choice block."""
-from autonn_nas.models.choice import MBottleneckCSP2, active_architecture, clear_mixture, searchable_blocks, set_architecture
-from autonn_nas.models.search_space import BASE_CANDIDATE, CANDIDATES, ArchitectureError
-from autonn_nas.models.yolo import ConfigError, Model, build_model, load_cfg
+from .choice import MBottleneckCSP2, active_architecture, clear_mixture, searchable_blocks, set_architecture
+from .search_space import BASE_CANDIDATE, CANDIDATES, ArchitectureError
+from .yolo import ConfigError, Model, build_model, load_cfg
 
 __all__ = [
     "BASE_CANDIDATE",

@@ -15,8 +15,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from autonn_nas.models.common import BottleneckCSP2
-from autonn_nas.models.search_space import (
+from .common import BottleneckCSP2
+from .search_space import (
     BASE_CANDIDATE,
     CANDIDATE_OPS,
     CANDIDATES,

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from autonn_nas.models.activations import DEFAULT_ACTIVATION, get_activation
+from .activations import DEFAULT_ACTIVATION, get_activation
 
 # Scaled-YOLOv4's initialize_weights sets these on every BatchNorm2d.
 BN_EPS = 1e-3

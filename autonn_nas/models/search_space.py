@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from autonn_nas.models.activations import ACTIVATIONS
+from .activations import ACTIVATIONS
 
 
 @dataclass(frozen=True)

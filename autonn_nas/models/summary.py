@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from autonn_nas.models.choice import MBottleneckCSP2, active_architecture, searchable_blocks, set_architecture
-from autonn_nas.models.yolo import Model, build_model
+from .choice import MBottleneckCSP2, active_architecture, searchable_blocks, set_architecture
+from .yolo import Model, build_model
 
 
 @dataclass(frozen=True)

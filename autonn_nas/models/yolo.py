@@ -16,9 +16,9 @@ import torch
 import yaml
 from torch import nn
 
-from autonn_nas.models.choice import MBottleneckCSP2
-from autonn_nas.models.common import Bottleneck, BottleneckCSP, BottleneckCSP2, Concat, Conv, Detect, SPPCSP
-from autonn_nas.models.search_space import SEARCHABLE_MODULE, block_label
+from .choice import MBottleneckCSP2
+from .common import Bottleneck, BottleneckCSP, BottleneckCSP2, Concat, Conv, Detect, SPPCSP
+from .search_space import SEARCHABLE_MODULE, block_label
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head")

@@ -1,0 +1,158 @@
+"""Export a checkpoint (bestmodel.pt, best.pt) to ONNX or TorchScript and verify the file against PyTorch.
+
+What is exported is the eval-mode decoded prediction (bs, N, nc+5) only, with BN folded into the convs;
+the raw per-level maps are training-time outputs and are left out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from autonn_nas.export.fuse import fuse_conv_bn
+from autonn_nas.export.verify import Agreement, compare
+from autonn_nas.models.choice import searchable_blocks
+from autonn_nas.models.yolo import Model
+from autonn_nas.train.checkpoint import load_checkpoint, model_from_checkpoint
+from autonn_nas.utils.device import select_device
+
+# format -> file suffix; the file goes next to the weights by default (bestmodel.pt -> bestmodel.onnx)
+FORMATS: dict[str, str] = {"onnx": ".onnx", "torchscript": ".torchscript"}
+DEFAULT_IMG_SIZE = 640
+SYNTHETIC_SEED = 0
+SYNTHETIC_IMAGES = 2
+
+
+class DecodedPrediction(nn.Module):
+    """The exported graph: image batch in, (bs, N, nc+5) decoded prediction out."""
+
+    def __init__(self, model: Model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)[0]
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    img_size: int
+    half: bool
+    dynamic: bool
+    agreement: Agreement
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "format": self.format, "img_size": self.img_size, "half": self.half,
+                "dynamic": self.dynamic, "agreement": self.agreement.to_dict()}
+
+
+def checkpoint_img_size(checkpoint: dict[str, Any]) -> int:
+    """The input size the weights were trained/searched at (bestmodel.pt: img_size; train: settings.img_size)."""
+    size = checkpoint.get("img_size") or (checkpoint.get("settings") or {}).get("img_size")
+    return int(size) if size else DEFAULT_IMG_SIZE
+
+
+def default_output(weights: str | Path, fmt: str) -> Path:
+    return Path(weights).with_suffix(FORMATS[fmt])
+
+
+def export_metadata(model: Model, img_size: int, half: bool, dynamic: bool) -> dict[str, Any]:
+    detect = model.detect
+    return {"names": list(model.names), "nc": int(detect.nc), "stride": [int(s) for s in detect.stride.tolist()],
+            "input_tensor_shape": [1, 3, img_size, img_size], "input_data_type": "fp16" if half else "fp32",
+            "dynamic": dynamic, "output": "(batch, boxes, nc+5): xywh in input pixels, objectness, class probabilities; needs NMS"}
+
+
+def check_inputs(check_images: Sequence[str | Path] | None, img_size: int) -> tuple[torch.Tensor, str]:
+    """Letterboxed real images when given, else a few seeded random images (and a word saying which)."""
+    if check_images:
+        from autonn_nas.export.images import image_batch, list_images
+
+        files = list_images(check_images)
+        return image_batch(files, img_size), "images"
+    generator = torch.Generator().manual_seed(SYNTHETIC_SEED)
+    return torch.rand(SYNTHETIC_IMAGES, 3, img_size, img_size, generator=generator), "synthetic random inputs"
+
+
+def _check_img_size(img_size: int, model: Model) -> None:
+    stride = int(max(model.detect.stride.tolist()))
+    if img_size <= 0 or img_size % stride:
+        raise ValueError(f"--img must be a positive multiple of the model's largest stride {stride}, got {img_size}")
+
+
+def load_model_for_export(weights: str | Path, device: torch.device) -> tuple[Model, dict[str, Any]]:
+    checkpoint = load_checkpoint(weights)
+    model = model_from_checkpoint(checkpoint, device)
+    if searchable_blocks(model):
+        raise ValueError(f"{weights} holds a supernet (searchable MBottleneckCSP2 blocks); export a derived model: "
+                         "the search's bestmodel.pt, or a checkpoint trained from neck_nas_model.yaml")
+    return model, checkpoint
+
+
+@torch.no_grad()
+def predict_exported(fmt: str, path: Path, images: torch.Tensor, dynamic: bool, half: bool, device: torch.device) -> torch.Tensor:
+    """Run the exported file on `images` (one call when dynamic, else image by image at batch 1)."""
+    batches = [images] if dynamic else list(images.split(1))
+    if fmt == "onnx":
+        from autonn_nas.export.onnx import onnx_input_dtype, onnx_session, run_onnx
+
+        session = onnx_session(path)
+        dtype = onnx_input_dtype(session)
+        return torch.cat([torch.from_numpy(run_onnx(session, b.numpy().astype(dtype))).float() for b in batches])
+    from autonn_nas.export.torchscript import load_torchscript
+
+    module, _meta = load_torchscript(path, device)
+    dtype = torch.float16 if half else torch.float32
+    return torch.cat([module(b.to(device, dtype)).float().cpu() for b in batches])
+
+
+def export_weights(
+    weights: str | Path,
+    fmt: str,
+    img_size: int | None = None,
+    half: bool = False,
+    dynamic: bool = False,
+    out: str | Path | None = None,
+    device: str | torch.device | None = "auto",
+    check_images: Sequence[str | Path] | None = None,
+) -> ExportResult:
+    """Export `weights` to `fmt` (onnx | torchscript) and verify it; raises ValueError when the exported
+    model's prediction differs from PyTorch's by more than the tolerance (the file is then removed)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    device = device if isinstance(device, torch.device) else select_device(device)
+    if half and device.type != "cuda":
+        raise ValueError(f"--half exports an fp16 model and needs a CUDA device (fp16 convolutions are not supported on {device.type}); "
+                         "drop --half, or run on a machine with CUDA (--device cuda)")
+    model, checkpoint = load_model_for_export(weights, device)
+    img_size = img_size or checkpoint_img_size(checkpoint)
+    _check_img_size(img_size, model)
+    path = Path(out) if out else default_output(weights, fmt)
+    dtype = torch.float16 if half else torch.float32
+
+    deployable = DecodedPrediction(fuse_conv_bn(model)).to(device, dtype).eval()
+    example = torch.zeros(1, 3, img_size, img_size, device=device, dtype=dtype)
+    metadata = export_metadata(model, img_size, half, dynamic)
+    if fmt == "onnx":
+        from autonn_nas.export.onnx import export_onnx
+
+        export_onnx(deployable, example, path, dynamic=dynamic, metadata=metadata)
+    else:
+        from autonn_nas.export.torchscript import export_torchscript
+
+        export_torchscript(deployable, example, path, metadata=metadata)
+
+    images, source = check_inputs(check_images, img_size)
+    with torch.no_grad():
+        reference = model(images.to(device))[0].float().cpu()
+    exported = predict_exported(fmt, path, images, dynamic, half, device)
+    agreement = compare(reference, exported, img_size, "fp16" if half else "fp32", source)
+    if not agreement.ok:
+        path.unlink(missing_ok=True)
+        raise ValueError(f"{fmt} export of {weights} does not reproduce PyTorch ({agreement.describe()}); {path} was removed")
+    return ExportResult(path, fmt, img_size, half, dynamic, agreement)
