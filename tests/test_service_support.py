@@ -109,7 +109,8 @@ class Stack:
 
     def call(self, endpoint: str, user: str = USER, project: str = PROJECT, id_key: str = "user_id") -> tuple[int, str]:
         query = urllib.parse.urlencode({id_key: user, "project_id": project})
-        return http_get(f"{self.stage_url}/{endpoint}?{query}")
+        # /stop legitimately takes the grace period plus the kill; a loaded CI machine must not turn that into a timeout.
+        return http_get(f"{self.stage_url}/{endpoint}?{query}", timeout=30.0)
 
     def status(self, user: str = USER, project: str = PROJECT) -> dict:
         return json.loads(self.call("status", user, project)[1])
