@@ -108,10 +108,15 @@ def test_cli_writes_next_to_weights_and_prints_the_difference(tmp_path, fmt, cap
 def test_verification_flags_a_wrong_export():
     reference = torch.zeros(1, 10, 85)
     wrong = reference.clone()
-    wrong[0, 3, 0] += 0.5  # half a pixel off at 96 px
+    wrong[0, 3, 0] += 0.2  # 0.2 px off a small box at 96 px
     assert not compare(reference, wrong, IMG, "fp32", "images").ok
+    large = reference.clone()
+    large[0, 3, 2] = 3000.0  # a wide box: the same 0.2 px is within fp32's reach there
+    shifted = large.clone()
+    shifted[0, 3, 2] += 0.2
+    assert compare(large, shifted, IMG, "fp32", "images").ok
     wrong = reference.clone()
-    wrong[0, 3, 10] += 1e-3
+    wrong[0, 3, 10] += 2e-3
     assert not compare(reference, wrong, IMG, "fp32", "images").ok
 
 

@@ -85,7 +85,8 @@ def test_happy_path(tmp_path):
         assert updates[0] == "nas_start" and "epoch_summary" in updates and updates[-1] == "nas_end"
         detail = stack.status()
         assert detail["progress"] == 1.0 and detail["architecture"] and set(detail["outputs"]) == {
-            "neck_nas_model.yaml", "bestmodel.pt", "neural_net_info.yaml"}
+            # the demo project's engine is pytorch: a TorchScript export, plus the model code to rebuild it
+            "neck_nas_model.yaml", "bestmodel.pt", "neural_net_info.yaml", "bestmodel.torchscript", "neck_nas_models"}
         _check_outputs(project_dir)
         _wait_group_gone(stack, 30)
     finally:

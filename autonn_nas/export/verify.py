@@ -1,8 +1,10 @@
 """How far an exported model's prediction is from PyTorch's, in units that mean something.
 
-The prediction is (bs, N, nc+5): xywh in input pixels, then objectness and class probabilities. Box
-differences are judged relative to the input size (a pixel at 640 is not a pixel at 64), probabilities
-absolutely. The reference is always the original (unfused, fp32) PyTorch model.
+The prediction is (bs, N, nc+5): xywh in input pixels, then objectness and class probabilities. A box
+value's difference is judged relative to its scale, max(|value|, input size): widths and heights reach
+several times the input size (up to 4 x the largest anchor), and fp32 rounding grows with the value
+(a 1-epoch model at 64 px has w up to 3200 px, where fp32 itself is ~0.04 px off an fp64 run).
+Probabilities are judged absolutely. The reference is always the original (unfused, fp32) PyTorch model.
 """
 from __future__ import annotations
 
@@ -11,32 +13,33 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-# (box tolerance as a fraction of the input size, probability tolerance)
+# precision -> (box tolerance as a fraction of max(|value|, input size), probability tolerance)
 TOLERANCES = {
-    "fp32": (1e-4, 1e-4),  # 0.064 px at 640; measured differences are ~1e-6 of the size (BN folding, kernels)
-    "fp16": (3e-3, 1e-2),  # half precision carries ~3 decimal digits: ~2 px at 640, 0.01 in probability
+    "fp32": (1e-3, 1e-3),  # measured: ~5e-5 of the scale for boxes, ~4e-5 for probabilities (BN folding, kernel order)
+    "fp16": (1e-2, 1e-2),  # half precision carries ~3 decimal digits
 }
 
 
 @dataclass(frozen=True)
 class Agreement:
     box_px: float  # max |difference| of x, y, w, h over every box of every image, in input pixels
+    box_rel: float  # max |difference| / max(|value|, input size) over the same values
     score: float  # max |difference| of objectness and class probabilities
     img_size: int
-    box_tolerance_px: float
-    score_tolerance: float
+    box_tolerance: float  # on box_rel
+    score_tolerance: float  # on score
     images: int
     source: str  # which inputs were compared
 
     @property
     def ok(self) -> bool:
-        return self.box_px <= self.box_tolerance_px and self.score <= self.score_tolerance
+        return self.box_rel <= self.box_tolerance and self.score <= self.score_tolerance
 
     def describe(self) -> str:
         verdict = "OK" if self.ok else "TOO LARGE"
-        return (f"max difference vs PyTorch on {self.images} {self.source}: boxes {self.box_px:.3g} px "
-                f"(tolerance {self.box_tolerance_px:.3g} px = {self.box_tolerance_px / self.img_size:.0e} x {self.img_size}), "
-                f"probabilities {self.score:.3g} (tolerance {self.score_tolerance:.0e}) -> {verdict}")
+        return (f"max difference vs PyTorch on {self.images} {self.source}: boxes {self.box_px:.3g} px = {self.box_rel:.2g} of "
+                f"max(|value|, {self.img_size} px) (tolerance {self.box_tolerance:.0e}), probabilities {self.score:.2g} "
+                f"(tolerance {self.score_tolerance:.0e}) -> {verdict}")
 
     def to_dict(self) -> dict:
         return asdict(self) | {"ok": self.ok}
@@ -48,11 +51,13 @@ def compare(reference: torch.Tensor | np.ndarray, exported: torch.Tensor | np.nd
     out = _as_float64(exported)
     if ref.shape != out.shape:
         raise ValueError(f"exported prediction has shape {out.shape}, PyTorch's {ref.shape}")
-    box_rel, score_tol = TOLERANCES[precision]
-    diff = np.abs(ref - out)
+    box_tol, score_tol = TOLERANCES[precision]
+    box_diff = np.abs(ref[..., :4] - out[..., :4])
+    scale = np.maximum(np.abs(ref[..., :4]), float(img_size))
     return Agreement(
-        box_px=float(diff[..., :4].max(initial=0.0)), score=float(diff[..., 4:].max(initial=0.0)), img_size=img_size,
-        box_tolerance_px=box_rel * img_size, score_tolerance=score_tol, images=int(ref.shape[0]), source=source,
+        box_px=float(box_diff.max(initial=0.0)), box_rel=float((box_diff / scale).max(initial=0.0)),
+        score=float(np.abs(ref[..., 4:] - out[..., 4:]).max(initial=0.0)), img_size=img_size,
+        box_tolerance=box_tol, score_tolerance=score_tol, images=int(ref.shape[0]), source=source,
     )
 
 

@@ -1,7 +1,12 @@
-"""The stage's products in the project folder: the derived YAML, its weights and neural_net_info.yaml.
+"""The stage's products in the project folder: the derived YAML, its weights, the exports the project's
+engine needs, the model code (neck_nas_models/) and neural_net_info.yaml.
 
 Each file is written atomically (temp file + rename); the model YAML, the stage's main product, is placed
 last, so a job killed part-way never leaves a neck_nas_model.yaml without the files that go with it.
+
+Which export goes with which TANGO `engine` (project_info.yaml) is the table ENGINE_FORMATS: every
+runtime that converts from ONNX gets bestmodel.onnx, the pytorch engine (libtorch / torch.jit.load)
+gets bestmodel.torchscript; no engine, or one not in the table, gets no export (logged).
 """
 from __future__ import annotations
 
@@ -10,23 +15,90 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from autonn_nas.models.yolo import build_model, load_cfg
-from autonn_nas.service.paths import MODEL_YAML, NET_INFO, WEIGHTS, ProjectPaths
+from autonn_nas.service.paths import MODEL_PACKAGE, MODEL_YAML, NET_INFO, ONNX_FILE, TORCHSCRIPT_FILE, WEIGHTS, ProjectPaths
 from autonn_nas.utils.files import atomic_write_bytes, atomic_write_yaml
+from autonn_nas.utils.log import get_logger
+
+log = get_logger("service.handoff")
 
 CONF_THRES = 0.25
 IOU_THRES = 0.45
-# Python files that rebuild the network from config_file (TANGO's class_file / class_name keys).
-CLASS_FILES = [
-    "autonn_nas/models/yolo.py",
-    "autonn_nas/models/common.py",
-    "autonn_nas/models/choice.py",
-    "autonn_nas/models/activations.py",
-    "autonn_nas/models/search_space.py",
-]
+# TANGO engine -> export formats. TensorRT (trtexec/onnx-parser), tflite (onnx2tf), TVM (relay.frontend.from_onnx),
+# ARM ACL (armnn onnx parser), RKNN (rknn-toolkit2 load_onnx), OpenVINO and onnxruntime all start from ONNX.
+ENGINE_FORMATS: dict[str, tuple[str, ...]] = {
+    "pytorch": ("torchscript",),
+    "tensorrt": ("onnx",),
+    "tflite": ("onnx",),
+    "tvm": ("onnx",),
+    "acl": ("onnx",),
+    "rknn": ("onnx",),
+    "openvino": ("onnx",),
+    "onnx": ("onnx",),
+    "onnxruntime": ("onnx",),
+}
+EXPORT_FILES = {"onnx": ONNX_FILE, "torchscript": TORCHSCRIPT_FILE}
+CHECK_IMAGES = 4  # val images every export is compared with PyTorch on
 
 
-def neural_net_info(model_yaml: Path, img_size: int, names: Sequence[str] | None = None) -> dict[str, Any]:
-    """TANGO's newest neural_net_info keys, filled from the model that `model_yaml` builds."""
+def export_formats(engine: Any) -> tuple[str, ...]:
+    """The export formats the project's `engine` key asks for (empty when it names none we know)."""
+    return ENGINE_FORMATS.get(str(engine or "").strip().lower(), ())
+
+
+def export_for_engine(weights: Path, engine: Any, img_size: int, out_dir: Path,
+                      check_images: Sequence[Path] = ()) -> tuple[dict[str, Any], dict[str, str]]:
+    """Export `weights` into `out_dir` for the engine; returns (format -> ExportResult, format -> reason skipped).
+
+    A missing optional package (onnx/onnxruntime) skips that export with its reason (the YAML and weights,
+    the stage's product, are still delivered); an export that does not reproduce PyTorch raises."""
+    from autonn_nas.export.dependencies import MissingDependencyError
+    from autonn_nas.export.exporter import export_weights
+
+    formats = export_formats(engine)
+    if not formats:
+        log.info("engine %r asks for no export (known engines: %s)", engine, ", ".join(ENGINE_FORMATS))
+    done, skipped = {}, {}
+    for fmt in formats:
+        try:
+            result = export_weights(weights, fmt, img_size=img_size, out=out_dir / EXPORT_FILES[fmt], device="cpu",
+                                    check_images=list(check_images[:CHECK_IMAGES]) or None)
+        except MissingDependencyError as error:
+            log.warning("%s export skipped: %s", fmt, error)
+            skipped[fmt] = str(error)
+            continue
+        log.info("%s export for engine %s: %s", fmt, engine, result.agreement.describe())
+        done[fmt] = result
+    return done, skipped
+
+
+def _export_entry(result: Any, detect: Any) -> dict[str, Any]:
+    from autonn_nas.export.onnx import INPUT_NAME, OPSET, OUTPUT_NAME
+
+    size = result.img_size
+    boxes = int(detect.na) * sum((size // int(s)) ** 2 for s in detect.stride.tolist())
+    entry = {
+        "file": EXPORT_FILES[result.format],
+        "input_tensor_shape": [1, 3, size, size],
+        "input_data_type": "fp16" if result.half else "fp32",
+        "output_shape": [1, boxes, int(detect.no)],
+        "output": "decoded: xywh in input pixels, objectness, class probabilities (sigmoid applied); apply NMS",
+        "bn_folded": True,
+        "max_abs_diff_vs_pytorch": {"boxes_px": result.agreement.box_px, "boxes_relative": result.agreement.box_rel,
+                                    "probabilities": result.agreement.score, "images": result.agreement.images},
+    }
+    if result.format == "onnx":
+        entry.update(opset=OPSET, input_name=INPUT_NAME, output_name=OUTPUT_NAME, runtime="onnxruntime / TensorRT / onnx2tf ...")
+    else:
+        entry.update(runtime="torch.jit.load (Python) or torch::jit::load (libtorch C++)")
+    return entry
+
+
+def neural_net_info(model_yaml: Path, img_size: int, names: Sequence[str] | None = None,
+                    exports: dict[str, Any] | None = None, skipped: dict[str, str] | None = None) -> dict[str, Any]:
+    """TANGO's newest neural_net_info keys, filled from the model that `model_yaml` builds, plus what each
+    export is and how to rebuild the network in Python from the project folder alone."""
+    from autonn_nas.export.standalone import model_source_files
+
     model = build_model(model_yaml)
     detect = model.detect
     strides = [int(s) for s in detect.stride.tolist()]
@@ -36,16 +108,24 @@ def neural_net_info(model_yaml: Path, img_size: int, names: Sequence[str] | None
     names = [str(n) for n in names] if names is not None else [str(i) for i in range(nc)]
     if len(names) != nc:
         raise ValueError(f"{model_yaml}: nc is {nc} but the dataset names {len(names)} classes")
-    return {
+    info = {
         "weight_file": WEIGHTS,
         "config_file": MODEL_YAML,
-        "class_file": list(CLASS_FILES),
-        "class_name": f"build_model('{MODEL_YAML}')",
+        # how to rebuild in Python: the placed package needs only torch and PyYAML (see neck_nas_models/README.md)
+        "class_file": f"{MODEL_PACKAGE}/yolo.py",
+        "class_name": "Model",
+        "model_package": MODEL_PACKAGE,
+        "model_files": [f"{MODEL_PACKAGE}/{p.name}" for p in model_source_files()],
+        "build": (f"sys.path.insert(0, <project folder>); from {MODEL_PACKAGE} import build_model; "
+                  f"model = build_model('{MODEL_YAML}'); "
+                  f"model.load_state_dict(torch.load('{WEIGHTS}', map_location='cpu', weights_only=True)['state_dict']); model.eval()"),
+        "weight_file_keys": "state_dict (weights), model_yaml (the config as a dict), nc, names, arch, metrics, img_size",
         "nc": nc,
         "names": names,
         "input_tensor_shape": [1, 3, img_size, img_size],
         "input_data_type": "fp32",
         "anchors": load_cfg(model_yaml)["anchors"],
+        # output_number/output_size: the PyTorch model's raw per-level maps; the exports give the decoded prediction
         "output_number": int(detect.nl),
         "output_size": [[1, int(detect.na), img_size // s, img_size // s, int(detect.no)] for s in strides],
         "stride": strides,
@@ -53,6 +133,13 @@ def neural_net_info(model_yaml: Path, img_size: int, names: Sequence[str] | None
         "conf_thres": CONF_THRES,
         "iou_thres": IOU_THRES,
     }
+    for fmt, result in (exports or {}).items():
+        info[f"{fmt}_file"] = EXPORT_FILES[fmt]
+    if exports:
+        info["exports"] = {fmt: _export_entry(result, detect) for fmt, result in exports.items()}
+    if skipped:
+        info["exports_skipped"] = dict(skipped)
+    return info
 
 
 def search_img_size(report: Path | None, metrics: dict[str, Any], fallback: int) -> int:
@@ -70,9 +157,17 @@ def search_img_size(report: Path | None, metrics: dict[str, Any], fallback: int)
     return fallback
 
 
-def place_outputs(paths: ProjectPaths, model_yaml: Path, weights: Path, info: dict[str, Any]) -> dict[str, str]:
-    """Copy the run's products into the project folder atomically; returns name -> path."""
+def place_outputs(paths: ProjectPaths, model_yaml: Path, weights: Path, info: dict[str, Any],
+                  export_files: Sequence[Path] = ()) -> dict[str, str]:
+    """Copy the run's products into the project folder atomically; returns name -> path.
+
+    export_files are placed under their own names (bestmodel.onnx, bestmodel.torchscript)."""
+    from autonn_nas.export.standalone import place_model_package
+
     atomic_write_bytes(paths.output(WEIGHTS), weights.read_bytes())
+    for export in export_files:
+        atomic_write_bytes(paths.output(export.name), export.read_bytes())
+    place_model_package(paths.project_dir, MODEL_PACKAGE, config_file=MODEL_YAML, weight_file=WEIGHTS)
     atomic_write_yaml(paths.output(NET_INFO), info)
     atomic_write_bytes(paths.output(MODEL_YAML), model_yaml.read_bytes())
     return paths.outputs()

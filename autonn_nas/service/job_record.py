@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from autonn_nas.service import state as st
-from autonn_nas.service.handoff import neural_net_info, place_outputs, search_img_size
+from autonn_nas.service.handoff import export_for_engine, neural_net_info, place_outputs, search_img_size
 from autonn_nas.service.job_inputs import JobInputs
 from autonn_nas.service.paths import ProjectPaths
 from autonn_nas.service.pm_client import PMClient
@@ -78,11 +78,16 @@ class JobRecord:
         dataset = load_dataset_config(inputs.dataset_yaml)
         fallback = inputs.settings.resolve_defaults(on_gpu=torch.cuda.is_available()).img_size
         img_size = search_img_size(result.report, dict(result.metrics or {}), fallback)
-        info = neural_net_info(result.model_yaml, img_size, dataset.names)
+        # exports are made (and checked on val images) in the run folder before the lock: they take seconds
+        self.update(phase="exporting")
+        exports, skipped = export_for_engine(result.weights, inputs.project_info.get("engine"), img_size, result.out_dir,
+                                             check_images=dataset.val)
+        info = neural_net_info(result.model_yaml, img_size, dataset.names, exports, skipped)
         with st.locked(self.paths):
             state = self._own_state()
             try:
-                outputs = place_outputs(self.paths, result.model_yaml, result.weights, info)
+                outputs = place_outputs(self.paths, result.model_yaml, result.weights, info,
+                                        [export.path for export in exports.values()])
             except BaseException:
                 self.paths.remove_outputs()
                 raise

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,10 @@ SETTINGS_FILE = "neck_nas.yaml"
 MODEL_YAML = "neck_nas_model.yaml"
 WEIGHTS = "bestmodel.pt"
 NET_INFO = "neural_net_info.yaml"
-OUTPUT_NAMES = (MODEL_YAML, WEIGHTS, NET_INFO)
+ONNX_FILE = "bestmodel.onnx"  # written when the project's engine wants ONNX (service/handoff.py ENGINE_FORMATS)
+TORCHSCRIPT_FILE = "bestmodel.torchscript"  # ... or TorchScript
+MODEL_PACKAGE = "neck_nas_models"  # a folder: the model code that rebuilds config_file without autonn_nas
+OUTPUT_NAMES = (MODEL_YAML, WEIGHTS, NET_INFO, ONNX_FILE, TORCHSCRIPT_FILE)
 
 
 class InvalidIdError(ValueError):
@@ -88,13 +92,17 @@ class ProjectPaths:
         return inside(self.shared_dir, self.shared_dir / "datasets" / dataset / "dataset.yaml", "dataset.yaml")
 
     def outputs(self) -> dict[str, str]:
-        """The stage's products that exist now, name -> absolute path."""
-        return {name: str(self.output(name)) for name in OUTPUT_NAMES if self.output(name).is_file()}
+        """The stage's products that exist now, name -> absolute path (files, and the model package folder)."""
+        found = {name: str(self.output(name)) for name in OUTPUT_NAMES if self.output(name).is_file()}
+        if self.output(MODEL_PACKAGE).is_dir():
+            found[MODEL_PACKAGE] = str(self.output(MODEL_PACKAGE))
+        return found
 
     def remove_outputs(self) -> None:
         """Delete the products (the YAML first), so that only a completed job leaves them."""
         for name in (MODEL_YAML, *[n for n in OUTPUT_NAMES if n != MODEL_YAML]):
             self.output(name).unlink(missing_ok=True)
+        shutil.rmtree(self.output(MODEL_PACKAGE), ignore_errors=True)
 
 
 def all_status_files(shared_dir: Path) -> list[Path]:
