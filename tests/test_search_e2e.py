@@ -199,3 +199,14 @@ def test_cli_search_and_its_errors(tmp_path, capsys):
     assert main(["search", "--data", str(tmp_path / "missing.yaml"), "--out", str(out), "--device", "cpu"]) == 2
     assert main(["search", "--data", str(DATA), "--out", str(tmp_path / "empty"), "--resume", "--device", "cpu"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_cuda_memory_probe_leaves_the_supernet_as_it_was(tmp_path):
+    # the probe runs on CUDA only; here its code path runs on the CPU and must leave no trace
+    run = runner_module.SearchRun(tiny_settings(tmp_path, "darts"))
+    run._setup()
+    before = {k: v.clone() for k, v in run.model.state_dict().items()}
+    run._memory_probe(2)
+    assert all(torch.equal(before[k], v) for k, v in run.model.state_dict().items())
+    assert all(p.grad is None for p in run.model.parameters())
+    assert all(b.mixture is None for b in searchable_blocks(run.model).values())

@@ -209,3 +209,17 @@ def test_out_of_memory_halves_the_batch_until_it_fits():
 
     with pytest.raises(ValueError, match="batch size 1"):
         fit_batch_size(never, 2)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_memory_probe_runs_the_heaviest_configuration(name, setup):
+    model, loss_fn, table, images, targets = setup
+    strategy = strategy_class(name)(model, loss_fn, table, resolve_budget(table))
+    strategy.prepare_memory_probe()
+    blocks = searchable_blocks(model).values()
+    if name == "darts":
+        assert all(b.mixture is not None for b in blocks)
+    else:
+        assert all(b.mixture is None and b.active.startswith("k5") for b in blocks)
+    loss, _ = loss_fn(model(images), targets)
+    loss.backward()

@@ -30,6 +30,7 @@ from autonn_nas.search.loop import ArchStepSchedule, arch_learning_rate, arch_st
 from autonn_nas.search.settings import SearchSettings
 from autonn_nas.search.strategies import strategy_class
 from autonn_nas.search.warm_start import warm_start
+from autonn_nas.train.anchors import check_anchor_fit, label_wh_at_size
 from autonn_nas.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from autonn_nas.train.epoch import make_grad_scaler
 from autonn_nas.train.hyp import merge_hyp
@@ -128,6 +129,7 @@ class SearchRun:
         seed_everything(s.seed)  # the initial weights must not depend on what reading the data consumed (e.g. a label cache miss)
         self.model: Model = build_model(s.cfg, nc=nc, width=s.width, depth=s.depth).to(self.device)
         self.model.names = list(self.data.config.names)
+        check_anchor_fit(label_wh_at_size(self.data.train_part.labels, self.data.train_part.shapes, s.img_size), self.model, self.hyp["anchor_t"])
         if s.weights and self.checkpoint is None:
             warm_start(self.model, s.weights)
         self.cost = build_cost_table(self.model, s.img_size, s.cost_measure, self.device, s.latency_table)
@@ -163,8 +165,10 @@ class SearchRun:
         return gens
 
     def _memory_probe(self, batch_size: int) -> None:
-        """One training step of the most memory-hungry configuration at this batch size (CUDA only)."""
+        """One training step of the most memory-hungry configuration at this batch size (CUDA only). The
+        BN statistics it would move with its random images are put back; no optimizer step is taken."""
         s = self.settings
+        buffers = {name: value.clone() for name, value in self.model.named_buffers()}
         self.model.train()
         images = torch.rand(batch_size, 3, s.img_size, s.img_size, device=self.device)
         targets = torch.tensor([[i, 0, 0.5, 0.5, 0.2, 0.2] for i in range(batch_size)], device=self.device)
@@ -174,6 +178,10 @@ class SearchRun:
                 loss, _ = self.loss_fn(self.model(images), targets)
             loss.backward()
         finally:
+            with torch.no_grad():
+                for name, value in self.model.named_buffers():
+                    value.copy_(buffers[name])
+            del buffers
             self.model.zero_grad(set_to_none=True)
             clear_mixture(self.model)
             if self.device.type == "cuda":
