@@ -197,8 +197,11 @@ def test_cli_search_and_its_errors(tmp_path, capsys):
     assert main(args + ["--budget", "0.5"]) == 2
     assert "use a budget of at least 1.0000" in capsys.readouterr().err
     assert main(["search", "--data", str(tmp_path / "missing.yaml"), "--out", str(out), "--device", "cpu"]) == 2
-    assert main(["search", "--data", str(DATA), "--out", str(tmp_path / "empty"), "--resume", "--device", "cpu"]) == 2
+    assert main(["search", "--out", str(tmp_path / "empty"), "--resume", "--device", "cpu"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+    assert main(["search", "--out", str(out), "--device", "cpu"]) == 2
+    assert "no dataset given" in capsys.readouterr().err
+    assert main(["search", "--out", str(out), "--resume", "--device", "cpu", "--no-progress"]) == 0  # a finished run: derives again
 
 
 def test_cuda_memory_probe_leaves_the_supernet_as_it_was(tmp_path):

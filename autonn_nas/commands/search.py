@@ -9,7 +9,7 @@ from autonn_nas.search.settings import COST_MEASURES, STRATEGIES, SearchSettings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = SearchSettings()
-    parser.add_argument("--data", required=True, help="YOLO dataset.yaml")
+    parser.add_argument("--data", default="", help="YOLO dataset.yaml (required unless --resume, which reuses the run's)")
     parser.add_argument("--cfg", default=d.cfg, help=f"search YAML with MBottleneckCSP2 rows (default {d.cfg})")
     parser.add_argument("--strategy", choices=STRATEGIES, default=d.strategy, help=f"search strategy (default {d.strategy})")
     parser.add_argument("--epochs", type=int, help="supernet training epochs (default: 3 on CPU, 50 on CUDA)")
