@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a detector on a YOLO dataset (results.csv, last.pt/best.pt)"),
     "val": ("val", "P, R, mAP50 and mAP50-95 of a checkpoint on a dataset's val split"),
     "export": ("export", "ONNX or TorchScript file of a checkpoint (BN folded, decoded output), verified against PyTorch"),
+    "predict": ("predict", "detections on images with a checkpoint or export: YOLO txt, COCO JSON, drawn pictures (--save)"),
 }
 
 

@@ -32,14 +32,20 @@ def randomize_batch_norms(model: nn.Module, seed: int = 0) -> None:
                 module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
 
 
-def make_bestmodel(folder: Path, arch: dict | None = None, width: float = 0.125, img_size: int = 64, seed: int = 0) -> tuple[Path, Path]:
-    """(neck_nas_model.yaml, bestmodel.pt) of a tiny derived model, saved as the search's final step saves them."""
+def make_bestmodel(folder: Path, arch: dict | None = None, width: float = 0.125, img_size: int = 64, seed: int = 0,
+                   score_shift: float = 0.0) -> tuple[Path, Path]:
+    """(neck_nas_model.yaml, bestmodel.pt) of a tiny derived model, saved as the search's final step saves them.
+
+    score_shift raises the objectness and class logits, so an untrained model still yields boxes above a threshold."""
     arch = arch or MIXED_ARCH
     search_cfg = build_model(SEARCH_CFG, nc=80, width=width, depth=0.33).yaml
     derived = derive_yaml(search_cfg, arch)
     torch.manual_seed(seed)
     model = build_model(derived)
     randomize_batch_norms(model, seed)
+    with torch.no_grad():
+        for conv in model.detect.m:
+            conv.bias.view(model.detect.na, -1)[:, 4:] += score_shift
     model.names = list(NAMES)
     folder.mkdir(parents=True, exist_ok=True)
     model_yaml = atomic_write_text(folder / "neck_nas_model.yaml", cfg_to_yaml(derived))

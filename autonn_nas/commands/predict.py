@@ -1,0 +1,65 @@
+"""`autonn-nas predict --weights W --source IMAGES_OR_DIR [--save]`: detections on image files.
+
+W is a checkpoint (bestmodel.pt, best.pt) or an export (bestmodel.onnx, bestmodel.torchscript). Each image is
+letterboxed, run, NMS'd and its boxes mapped back to its own pixels. Writes to --out: labels/<image>.txt
+(YOLO: cls cx cy w h conf, normalised), predictions.json (COCO results: image_id, category_id, bbox xywh in
+pixels, score, file_name) and, with --save, <image>.jpg with the boxes and class names drawn.
+"""
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", required=True, help="bestmodel.pt / best.pt, or an export: .onnx, .torchscript")
+    parser.add_argument("--source", required=True, nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders (searched recursively)")
+    parser.add_argument("--img", type=int, default=None, help="input size, multiple of 32 (default: the size of the weights/export, else 640)")
+    parser.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default %(default)s)")
+    parser.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default %(default)s)")
+    parser.add_argument("--max-det", type=int, default=300, help="detections per image at most")
+    parser.add_argument("--save", action="store_true", help="also save each image with its boxes and class names drawn")
+    parser.add_argument("--out", default="runs/predict", help="output folder (default %(default)s)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or N (ONNX runs on onnxruntime's CPU provider)")
+    parser.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from autonn_nas.export.draw import draw_detections
+    from autonn_nas.export.images import list_images
+    from autonn_nas.export.predict import coco_image_id, coco_results, load_predictor, predict_files, yolo_label_lines
+    from autonn_nas.utils.files import atomic_write_json, atomic_write_text
+
+    files = list_images(args.source)
+    predictor = load_predictor(args.weights, args.device, args.half)
+    img_size = args.img or predictor.img_size
+    if img_size % 32:
+        raise ValueError(f"--img must be a multiple of 32 (the largest stride), got {img_size}")
+    if predictor.fixed_size and img_size != predictor.img_size:
+        raise ValueError(f"{args.weights} was exported for {predictor.img_size} px only (export with --dynamic for other sizes); "
+                         f"use --img {predictor.img_size}")
+    out = Path(args.out)
+    labels_dir = out / "labels"
+    results, total_ms, counts = [], 0.0, Counter()
+    print(f"{len(files)} image(s), {predictor.description}, {img_size} px, conf {args.conf}, iou {args.iou} -> {out}")
+    for index, prediction in enumerate(predict_files(predictor, files, img_size, args.conf, args.iou, args.max_det)):
+        image = prediction.image
+        height, width = image.original_hw
+        names = predictor.names or [str(i) for i in range(int(prediction.detections[:, 5].max(initial=-1)) + 1)]
+        lines = yolo_label_lines(prediction.detections, width, height)
+        atomic_write_text(labels_dir / f"{image.path.stem}.txt", "".join(f"{line}\n" for line in lines))
+        results.extend(coco_results(prediction, coco_image_id(image.path, index)))
+        if args.save:
+            drawn = draw_detections(image.original, prediction.detections, names)
+            (out / f"{image.path.stem}.jpg").parent.mkdir(parents=True, exist_ok=True)
+            drawn.save(out / f"{image.path.stem}.jpg", quality=90)
+        found = Counter(names[int(c)] if int(c) < len(names) else str(int(c)) for c in prediction.detections[:, 5])
+        counts.update(found)
+        total_ms += prediction.milliseconds
+        summary = ", ".join(f"{n} {name}" for name, n in found.most_common()) or "no detections"
+        print(f"{image.path}: {summary} ({prediction.milliseconds:.1f} ms)")
+    atomic_write_json(out / "predictions.json", results)
+    print(f"{sum(counts.values())} detections in {len(files)} image(s), {total_ms / max(len(files), 1):.1f} ms per image "
+          f"(inference + NMS); labels in {labels_dir}, COCO JSON {out / 'predictions.json'}" + (f", pictures in {out}" if args.save else ""))
+    return 0
