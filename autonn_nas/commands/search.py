@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from autonn_nas.search.settings import COST_MEASURES, STRATEGIES, SearchSettings
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"autonn-nas search: {exc}", file=sys.stderr)
         return 2
+    if os.environ.get("RANK", "0") != "0":  # under torchrun the result is printed once, by rank 0
+        return 0
     m = result.metrics
     print(f"architecture: {result.arch}")
     print(f"cost: {m['cost']:.6g} {m['cost_measure']} = {m['cost_ratio']:.3f} x base (budget {m['budget']:.6g})")

@@ -92,8 +92,10 @@ def train_supernet_epoch(
     scaler: torch.amp.GradScaler | None = None,
     progress: bool = True,
     description: str | None = None,
+    model: torch.nn.Module | None = None,
 ) -> SearchEpochResult:
-    model = strategy.model
+    """`model`: what the weight steps run (the DDP wrapper of strategy.model under torchrun)."""
+    model = strategy.model if model is None else model
     holdout = cycle(holdout_loader) if strategy.has_arch_weights else None
     logs: list[dict[str, float]] = []
 

@@ -12,6 +12,7 @@ cost_table.json.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 
 from autonn_nas.models.choice import clear_mixture
 from autonn_nas.models.yolo import Model, build_model
-from autonn_nas.search import final
+from autonn_nas.search import distributed, final
 from autonn_nas.search.arch import Architecture
 from autonn_nas.search.batch_size import fit_batch_size, halved_batch_size, is_out_of_memory
 from autonn_nas.search.cost import build_cost_table, most_probable_within_budget, resolve_budget
@@ -85,10 +86,28 @@ def _build_data(s: SearchSettings, hyp: dict[str, float]) -> SearchData:
     return SearchData(config, make(train_files, True), make(holdout_files, False), make(config.val, False), make(train_files, False))
 
 
-def _loader(dataset: Any, batch_size: int, shuffle: bool, s: SearchSettings) -> Any:
+def _loader(dataset: Any, batch_size: int, shuffle: bool, s: SearchSettings, context: distributed.DistContext = distributed.DistContext()) -> Any:
+    """batch_size is the global batch; under torchrun (context) each rank loads its slice of every global batch
+    (the final evaluation, on rank 0 alone, passes no context and reads whole batches)."""
     from autonn_nas.data import create_dataloader
+    from autonn_nas.data.dataset import EpochShuffleSampler
 
-    return create_dataloader(dataset, batch_size=batch_size, shuffle=shuffle, workers=s.workers, seed=s.seed)
+    if not context.enabled:
+        return create_dataloader(dataset, batch_size=batch_size, shuffle=shuffle, workers=s.workers, seed=s.seed)
+    sampler = distributed.GlobalBatchShard(EpochShuffleSampler(dataset, s.seed), batch_size, context)
+    return create_dataloader(dataset, batch_size=batch_size // context.world_size, workers=s.workers, seed=s.seed, sampler=sampler)
+
+
+class _WorldScaledLoss:
+    """The detection loss times the number of ranks: DDP averages gradients over ranks while the loss
+    is a sum over the (local) batch, so this keeps the single-process gradient of the global batch."""
+
+    def __init__(self, loss_fn: Any, world_size: int):
+        self.loss_fn, self.world_size = loss_fn, world_size
+
+    def __call__(self, predictions: Any, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, items = self.loss_fn(predictions, targets)
+        return loss * self.world_size, items
 
 
 def _emit(on_event: EventFn | None, update_id: str, content: dict) -> None:
@@ -99,7 +118,9 @@ def _emit(on_event: EventFn | None, update_id: str, content: dict) -> None:
 class SearchRun:
     def __init__(self, settings: SearchSettings, on_event: EventFn | None = None):
         settings.validate()
-        self.device = select_device(settings.device)
+        self.dist, self.device = distributed.init_from_env(select_device(settings.device))
+        if not self.dist.is_main:  # one voice: rank 0 logs, writes and reports
+            get_logger().setLevel(logging.WARNING)
         self.out = Path(settings.out)
         self.checkpoint = None
         if settings.resume:
@@ -132,17 +153,25 @@ class SearchRun:
         check_anchor_fit(label_wh_at_size(self.data.train_part.labels, self.data.train_part.shapes, s.img_size), self.model, self.hyp["anchor_t"])
         if s.weights and self.checkpoint is None:
             warm_start(self.model, s.weights)
-        self.cost = build_cost_table(self.model, s.img_size, s.cost_measure, self.device, s.latency_table)
+        # rank 0's cost table everywhere: measured latencies differ a little from rank to rank
+        self.cost = distributed.broadcast_object(build_cost_table(self.model, s.img_size, s.cost_measure, self.device, s.latency_table))
         self.budget = resolve_budget(self.cost, s.budget, s.lightweight_level)
-        atomic_write_json(self.out / "cost_table.json", self.cost.to_dict())
+        if self.dist.is_main:
+            atomic_write_json(self.out / "cost_table.json", self.cost.to_dict())
         detect = self.model.detect
         self.loss_fn = DetectionLoss(self.model, scaled_loss_gains(self.hyp, detect.nc, detect.nl, s.img_size))
         self.strategy = strategy_class(s.strategy)(
             self.model, self.loss_fn, self.cost, self.budget, seed=s.seed, autocast=self.device.type == "cuda"
         )
         self.batch_size = int(self.checkpoint["batch_size"]) if self.checkpoint else s.batch_size
-        if self.device.type == "cuda" and self.checkpoint is None:
+        if self.device.type == "cuda" and self.checkpoint is None and not self.dist.enabled:
             self.batch_size = fit_batch_size(self._memory_probe, self.batch_size)
+        self.train_model, self.train_loss = self.model, self.loss_fn
+        if self.dist.enabled:
+            self.model = distributed.convert_sync_batchnorm(self.model, self.device)
+            self.train_model = distributed.wrap_ddp(self.model, self.device)
+            self.train_loss = _WorldScaledLoss(self.loss_fn, self.dist.world_size)
+            self.strategy.reduce_arch_grad = distributed.all_reduce_mean
         self.optimizer = build_optimizer(self.model, self.hyp, self.batch_size)
         self.scaler = make_grad_scaler(self.device)
         self._make_loaders()
@@ -152,8 +181,8 @@ class SearchRun:
 
     def _make_loaders(self) -> None:
         s, d = self.settings, self.data
-        self.train_loader = RecordingLoader(_loader(d.train_part, self.batch_size, True, s), self.files, "weight_training")
-        self.holdout_loader = RecordingLoader(_loader(d.holdout, self.batch_size, True, s), self.files, "architecture")
+        self.train_loader = RecordingLoader(_loader(d.train_part, self.batch_size, True, s, self.dist), self.files, "weight_training")
+        self.holdout_loader = RecordingLoader(_loader(d.holdout, self.batch_size, True, s, self.dist), self.files, "architecture")
         self.schedule = WarmupCosineSchedule(self.optimizer, self.hyp, s.epochs, len(self.train_loader), self.batch_size, NOMINAL_BATCH)
         total = s.epochs * len(self.train_loader)
         self.arch_schedule = ArchStepSchedule(total, every=arch_step_interval(len(self.train_loader), len(self.holdout_loader)))
@@ -203,6 +232,12 @@ class SearchRun:
         log.info("resuming %s from epoch %d of %d", self.out / "last.pt", self.start_epoch + 1, self.settings.epochs)
 
     def _save_checkpoint(self, epoch: int) -> None:
+        if self.dist.enabled:  # every rank read its own slice; rank 0 records them all
+            for state in distributed.gather_objects(self.files.state_dict()):
+                for phase, paths in state.items():
+                    self.files.add(phase, paths)
+        if not self.dist.is_main:
+            return
         save_checkpoint(self.out / "last.pt", {
             "model_yaml": self.model.yaml,
             "nc": self.model.nc,
@@ -234,13 +269,13 @@ class SearchRun:
             _set_epoch(self.data.train_part, self.train_loader, epoch)
             try:
                 result = train_supernet_epoch(
-                    self.strategy, self.train_loader, self.holdout_loader, self.loss_fn, self.optimizer, self.schedule,
-                    self.arch_schedule, epoch, self.device, scaler=self.scaler, progress=s.progress,
-                    description=f"{s.strategy} {epoch + 1}/{s.epochs}",
+                    self.strategy, self.train_loader, self.holdout_loader, self.train_loss, self.optimizer, self.schedule,
+                    self.arch_schedule, epoch, self.device, scaler=self.scaler, progress=s.progress and self.dist.is_main,
+                    description=f"{s.strategy} {epoch + 1}/{s.epochs}", model=self.train_model,
                 )
                 break
             except torch.OutOfMemoryError as error:  # torch.cuda.OutOfMemoryError is this class
-                if not is_out_of_memory(error):
+                if not is_out_of_memory(error) or self.dist.enabled:  # one rank alone cannot change the global batch
                     raise
                 self.model.zero_grad(set_to_none=True)
                 clear_mixture(self.model)
@@ -249,6 +284,7 @@ class SearchRun:
                 self.batch_changes.append({"epoch": epoch, "from": old, "to": self.batch_size, "reason": str(error)[:200]})
                 self._make_loaders()  # the epoch restarts with the smaller batch; updates made so far are kept
         clear_mixture(self.model)
+        distributed.broadcast_buffers(self.model)
         w = result.weights
         return {
             "epoch": epoch,
@@ -279,6 +315,8 @@ class SearchRun:
 
     # -- run -----------------------------------------------------------------------------------------
     def run(self) -> SearchResult:
+        if not self.dist.is_main:
+            return self._run()
         self.out.mkdir(parents=True, exist_ok=True)
         handler = add_file_handler(self.out / "search.log")
         try:
@@ -295,7 +333,7 @@ class SearchRun:
         split = {"train_part": len(self.data.train_part), "holdout": len(self.data.holdout), "val": len(self.data.val)}
         log.info("cost: %s (%s); budget %.6g %s = %.3f x base; images %s", s.cost_measure, self.cost.source, self.budget.limit,
                  self.cost.unit, self.budget.limit / self.budget.base_cost, split)
-        _emit(self.on_event, "nas_start", {
+        _emit(self.on_event if self.dist.is_main else None, "nas_start", {
             "strategy": s.strategy, "epochs": s.epochs, "img_size": s.img_size, "batch_size": self.batch_size,
             "device": str(self.device), "start_epoch": self.start_epoch, "images": split,
             "budget": self.budget.to_dict(), "cost_measure": s.cost_measure, "labels": self.strategy.labels,
@@ -309,12 +347,27 @@ class SearchRun:
             self.history.append(row)
             self._log_epoch(row)
             self._save_checkpoint(epoch)
-            atomic_write_json(self.out / "history.json", self.history)
-            _emit(self.on_event, "epoch_summary", row)
+            if self.dist.is_main:
+                atomic_write_json(self.out / "history.json", self.history)
+                _emit(self.on_event, "epoch_summary", row)
         self.seconds["total_before_final"] = time.perf_counter() - started
-        return final.finish(self, started)
+        distributed.dump_debug_state(self.dist, self.model, self.strategy.alpha)
+        if not self.dist.enabled:
+            return final.finish(self, started)
+        # the derivation and the evaluation run on rank 0 alone (plain BN again); the others wait
+        self.model = distributed.revert_sync_batchnorm(self.model)
+        result = final.finish(self, started) if self.dist.is_main else None
+        distributed.barrier()
+        # Architecture refuses pickling's attribute setting: it travels as its dict
+        fields = distributed.broadcast_object(None if result is None else {**vars(result), "arch": result.arch.to_dict()})
+        return SearchResult(**{**fields, "arch": Architecture(fields["arch"])})
 
 
 def run_search(settings: SearchSettings, on_event: EventFn | None = None) -> SearchResult:
     """Run (or resume, settings.resume) a neck search; see the module docstring for the outputs."""
-    return SearchRun(settings, on_event).run()
+    run = SearchRun(settings, on_event)
+    try:
+        return run.run()
+    finally:
+        if run.dist.enabled:
+            distributed.cleanup()

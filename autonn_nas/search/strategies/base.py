@@ -54,6 +54,8 @@ class SearchStrategy:
             self.alpha = nn.Parameter(torch.zeros(len(self.labels), len(CANDIDATES), device=device))
             self.arch_optimizer = torch.optim.Adam([self.alpha], lr=arch_lr, betas=ARCH_BETAS)
         self.arch_steps = 0
+        # under torchrun: averages the logits' gradient over the ranks so every rank takes the same step
+        self.reduce_arch_grad: Callable[[torch.Tensor], torch.Tensor] = lambda grad: grad
 
     def set_arch_lr(self, lr: float) -> None:
         if self.arch_optimizer is not None:
@@ -100,7 +102,7 @@ class SearchStrategy:
         finally:
             clear_mixture(self.model)
         self.arch_optimizer.zero_grad(set_to_none=True)
-        self.alpha.grad = grad
+        self.alpha.grad = self.reduce_arch_grad(grad)
         self.arch_optimizer.step()
         self.arch_steps += 1
         return {"arch_task_loss": float(task.detach()), "cost_term": float(penalty.detach())}

@@ -1,0 +1,197 @@
+"""Running the supernet search under torchrun (DistributedDataParallel), one process per device.
+
+Decisions (see README "Many GPUs and machines"):
+- Launch: torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them (a plain `autonn-nas search`) every
+  function here is a no-op and the search runs in one process. Backend: nccl on CUDA, gloo on CPU.
+- Same path on every rank: the strategies draw paths from a generator seeded by the shared seed and
+  advanced once per step, so all ranks run the same sub-network and DDP reduces the same graph.
+  DDP still needs find_unused_parameters=True: the candidates that the step's path skips get no
+  gradient (and the path changes every step, so static_graph cannot be used).
+- --batch is the GLOBAL batch: each rank loads batch/world images, and GlobalBatchShard gives the
+  ranks the slices of exactly the batches a single process would load (same seed, same epoch).
+  DDP averages gradients over ranks while the detection loss is a sum over the local batch, so the
+  weight-step loss is multiplied by the world size (as YOLOv5 does) to keep the single-process scale.
+- Architecture weights stay identical: each rank computes the gradient of the logits on its slice
+  of the held-out batch, the gradients are averaged (all_reduce) and every rank takes the same Adam step.
+- SyncBatchNorm while training the supernet on CUDA (torch's SyncBatchNorm supports only accelerators;
+  on CPU/gloo each rank normalises with its local batch statistics, the one place a CPU run differs
+  from a single process). It is turned back into BatchNorm2d before the derivation.
+- Only rank 0 writes files, logs to search.log and reports events; the derivation and the final
+  evaluation run on rank 0 while the others wait at a barrier. Checkpoints are saved from the
+  unwrapped model (no 'module.' prefix) and resume on any number of ranks, a single process included.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import Sampler
+
+DEBUG_DIR_ENV = "AUTONN_NAS_DDP_DEBUG_DIR"  # when set, each rank writes a digest of its final state there (tests)
+TIMEOUT = datetime.timedelta(hours=2)  # rank 0 derives and evaluates alone while the others wait
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
+    """Join the process group torchrun describes (no-op without torchrun or with one process); returns
+    the context and this rank's device (cuda:LOCAL_RANK on CUDA)."""
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) <= 1:
+        return DistContext(), device
+    context = DistContext(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    if device.type == "cuda":
+        device = torch.device("cuda", context.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
+    return context, device
+
+
+def is_main() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """Average `tensor` over the ranks in place (identity in one process)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        tensor.div_(dist.get_world_size())
+    return tensor
+
+
+def broadcast_object(value: Any, src: int = 0) -> Any:
+    """rank src's `value` on every rank."""
+    if not dist.is_initialized():
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """rank 0's BN statistics on every rank (without SyncBatchNorm each rank's moved with its own slice)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def gather_objects(value: Any) -> list[Any]:
+    """Every rank's `value`, in rank order (a one-element list in one process)."""
+    if not dist.is_initialized():
+        return [value]
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class GlobalBatchShard(Sampler[int]):
+    """This rank's share of the global batches of `base` (an epoch-seeded sampler): global batch b is
+    base order[b*B:(b+1)*B] and rank r loads its r-th slice of B/world images. A short last batch is
+    padded cyclically from the start of the order so every rank yields the same number of batches
+    (DDP needs every rank in every step)."""
+
+    def __init__(self, base: Sampler, global_batch: int, context: DistContext):
+        if global_batch % context.world_size:
+            raise ValueError(f"batch {global_batch} (the global batch) is not divisible by the {context.world_size} processes; use a multiple of {context.world_size}")
+        self.base, self.global_batch, self.context = base, global_batch, context
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        order = list(iter(self.base))
+        world, rank = self.context.world_size, self.context.rank
+        for start in range(0, len(order), self.global_batch):
+            chunk = order[start:start + self.global_batch]
+            local = -(-len(chunk) // world)
+            padded = (chunk + order * world)[: local * world]
+            yield from padded[rank * local:(rank + 1) * local]
+
+    def __len__(self) -> int:
+        n, world = len(self.base), self.context.world_size
+        full, rest = divmod(n, self.global_batch)
+        return full * (self.global_batch // world) + -(-rest // world)
+
+
+def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """SyncBatchNorm for supernet training, where torch supports it (accelerators only)."""
+    if device.type == "cpu" or not dist.is_initialized():
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """BatchNorm2d again (same parameters and statistics), so rank 0 can run the sub-networks alone."""
+    result = module
+    if isinstance(module, nn.SyncBatchNorm):
+        result = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        result.load_state_dict(module.state_dict())
+        result.to(next(module.buffers()).device)
+        result.train(module.training)
+    for name, child in module.named_children():
+        result.add_module(name, revert_sync_batchnorm(child))
+    return result
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True,
+    )
+
+
+def state_digest(model: nn.Module, alpha: torch.Tensor | None) -> dict[str, str]:
+    def digest(tensors: list[torch.Tensor]) -> str:
+        h = hashlib.sha256()
+        for t in tensors:
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    state = model.state_dict()
+    return {"weights": digest([state[k] for k in sorted(state)]), "alpha": digest([alpha]) if alpha is not None else ""}
+
+
+def dump_debug_state(context: DistContext, model: nn.Module, alpha: torch.Tensor | None) -> None:
+    """Tests: each rank's digest of its weights and logits after supernet training, plus the logits."""
+    directory = os.environ.get(DEBUG_DIR_ENV)
+    if not directory:
+        return
+    from autonn_nas.utils.files import atomic_write_json
+
+    content = {**state_digest(model, alpha), "alpha_values": alpha.detach().cpu().tolist() if alpha is not None else None,
+               "world_size": context.world_size}
+    atomic_write_json(Path(directory) / f"rank{context.rank}_of{context.world_size}.json", content)
