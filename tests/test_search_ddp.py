@@ -83,3 +83,33 @@ def test_two_process_search_matches_one_process(tmp_path, monkeypatch):
     shutil.copytree(out2, resumed)
     result = run_search(SearchSettings(**{**ARGS, "out": str(resumed), "resume": True}))
     assert result.weights.is_file()
+
+
+def test_sync_batchnorm_turns_back_into_batchnorm_with_the_same_state():
+    # CUDA runs train with SyncBatchNorm and derive on rank 0 alone with plain BatchNorm2d again
+    from torch import nn
+
+    from autonn_nas.search.distributed import revert_sync_batchnorm
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm2d(4)))
+    with torch.no_grad():
+        model[1].running_mean.fill_(0.5)
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    assert isinstance(synced[1], nn.SyncBatchNorm)
+    before = {k: v.clone() for k, v in synced.state_dict().items()}
+    plain = revert_sync_batchnorm(synced)
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in plain.modules())
+    assert isinstance(plain[1], nn.BatchNorm2d) and isinstance(plain[2][0], nn.BatchNorm2d)
+    assert all(torch.equal(before[k], v) for k, v in plain.state_dict().items())
+    assert plain[1].weight is not None and plain(torch.rand(2, 3, 8, 8)).shape == (2, 4, 6, 6)
+
+
+def test_global_batch_shards_are_the_single_process_batches():
+    from autonn_nas.search.distributed import DistContext, GlobalBatchShard
+
+    order = list(range(10))
+    shards = [list(GlobalBatchShard(order, 4, DistContext(rank, 2))) for rank in (0, 1)]
+    assert shards[0] == [0, 1, 4, 5, 8] and shards[1] == [2, 3, 6, 7, 9]
+    assert all(len(GlobalBatchShard(order, 4, DistContext(rank, 2))) == 5 for rank in (0, 1))
+    with pytest.raises(ValueError, match="divisible"):
+        GlobalBatchShard(order, 5, DistContext(0, 2))

@@ -6,7 +6,9 @@ Decisions (see README "Many GPUs and machines"):
 - Same path on every rank: the strategies draw paths from a generator seeded by the shared seed and
   advanced once per step, so all ranks run the same sub-network and DDP reduces the same graph.
   DDP still needs find_unused_parameters=True: the candidates that the step's path skips get no
-  gradient (and the path changes every step, so static_graph cannot be used).
+  gradient (and the path changes every step, so static_graph cannot be used). Because the skipped
+  candidates are unused on every rank, DDP leaves their .grad None, as in one process, so SGD's momentum
+  and weight decay skip them exactly as they do there.
 - --batch is the GLOBAL batch: each rank loads batch/world images, and GlobalBatchShard gives the
   ranks the slices of exactly the batches a single process would load (same seed, same epoch).
   DDP averages gradients over ranks while the detection loss is a sum over the local batch, so the
