@@ -89,6 +89,15 @@ def test_dynamic_onnx_runs_other_batch_and_sizes(weights, model, tmp_path):
         assert got.shape[0] == batch and agreement.ok, agreement.describe()
 
 
+def test_torchscript_trace_runs_other_batch_and_sizes(weights, model, tmp_path):
+    module, _meta = load_torchscript(export_weights(weights, "torchscript", out=tmp_path / "t.torchscript", device="cpu").path)
+    for size, batch in ((64, 3), (128, 2)):
+        images = image_batch(VAL_IMAGES[:batch], size)
+        with torch.no_grad():
+            agreement = compare(_pytorch(model, images), module(images), size, "fp32", "images")
+        assert agreement.images == batch and agreement.ok, agreement.describe()
+
+
 def test_static_onnx_has_fixed_input(weights, tmp_path):
     session = onnx_session(export_weights(weights, "onnx", out=tmp_path / "s.onnx", device="cpu").path)
     assert session.get_inputs()[0].shape == [1, 3, IMG, IMG]
