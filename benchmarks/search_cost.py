@@ -13,7 +13,7 @@ search does).
 
     .venv/bin/python benchmarks/search_cost.py                       # both parts (long on a CPU)
     .venv/bin/python benchmarks/search_cost.py --part step --rounds 3 --steps 4
-    .venv/bin/python benchmarks/search_cost.py --part search --data /work/shared/datasets/coco128/dataset.yaml
+    .venv/bin/python benchmarks/search_cost.py --part search --data ../shared/datasets/coco128/dataset.yaml
 """
 from __future__ import annotations
 
@@ -206,7 +206,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration and round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the configurations")
     parser.add_argument("--threads", type=int, help="torch threads (step workers and whole runs; default: torch's). On a shared machine use 1")
-    parser.add_argument("--data", default="/work/shared/datasets/coco128/dataset.yaml")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "coco128" / "dataset.yaml"), help="default: ../shared/datasets/coco128 beside the repository")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each whole search and of the plain training")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--strategies", nargs="+", default=["proxyless", "darts", "spos"])
