@@ -41,7 +41,7 @@ from autonn_nas.train.schedule import WarmupCosineSchedule
 from autonn_nas.train.trainer import _loader_generators, _set_epoch
 from autonn_nas.utils.device import select_device
 from autonn_nas.utils.files import atomic_write_json
-from autonn_nas.utils.log import add_file_handler, get_logger
+from autonn_nas.utils.log import get_logger, log_to_file
 from autonn_nas.utils.seed import seed_everything
 
 log = get_logger("search")
@@ -318,12 +318,8 @@ class SearchRun:
         if not self.dist.is_main:
             return self._run()
         self.out.mkdir(parents=True, exist_ok=True)
-        handler = add_file_handler(self.out / "search.log")
-        try:
+        with log_to_file(self.out / "search.log"):
             return self._run()
-        finally:
-            get_logger().removeHandler(handler)
-            handler.close()
 
     def _run(self) -> SearchResult:
         s = self.settings

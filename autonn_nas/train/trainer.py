@@ -28,7 +28,7 @@ from autonn_nas.train.schedule import WarmupCosineSchedule
 from autonn_nas.train.settings import TrainSettings
 from autonn_nas.utils.device import select_device
 from autonn_nas.utils.files import atomic_write_json
-from autonn_nas.utils.log import add_file_handler, get_logger
+from autonn_nas.utils.log import get_logger, log_to_file
 from autonn_nas.utils.seed import seed_everything
 
 log = get_logger("train")
@@ -158,12 +158,8 @@ class Trainer:
     # -- run ---------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
-        handler = add_file_handler(self.out / "train.log")
-        try:
+        with log_to_file(self.out / "train.log"):
             return self._run()
-        finally:
-            get_logger().removeHandler(handler)
-            handler.close()
 
     def _run(self) -> dict[str, Any]:
         s = self.settings

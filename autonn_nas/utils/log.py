@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 LOGGER_NAME = "autonn_nas"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -21,11 +23,16 @@ def get_logger(name: str | None = None) -> logging.Logger:
     return root.getChild(name) if name else root
 
 
-def add_file_handler(path: str | Path) -> logging.Handler:
-    """Also write the package log to `path` (appending); returns the handler so callers can remove it."""
+@contextmanager
+def log_to_file(path: str | Path) -> Iterator[logging.Handler]:
+    """Also write the package log to `path` (appending) while the block runs, e.g. a run's own log file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(_FORMAT))
     get_logger().addHandler(handler)
-    return handler
+    try:
+        yield handler
+    finally:
+        get_logger().removeHandler(handler)
+        handler.close()
