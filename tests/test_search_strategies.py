@@ -127,6 +127,17 @@ def test_arch_steps_happen_within_any_run(total, every):
         assert schedule.start == int(0.25 * total) and steps == len(range(schedule.start, total, every))
 
 
+@pytest.mark.parametrize("epochs, per_epoch, expected_steps", [(1, 16, 0), (3, 16, 0), (10, 13, 0), (20, 101, 2020 - 1000), (100, 16, 1600 - 1000)])
+def test_prior_art_schedule_reproduces_its_fixed_warmup(epochs, per_epoch, expected_steps):
+    """The comparison setting: no architecture step before max(3 epochs, 1000 iterations), so TANGO's default
+    run (1 epoch of coco128: 16 iterations) and even our 10-epoch CPU benchmark never take one."""
+    total = epochs * per_epoch
+    schedule = ArchStepSchedule.prior_art(total, per_epoch)
+    assert schedule.start == max(3 * per_epoch, 1000)
+    assert schedule.steps_in(0, total) == expected_steps == schedule.to_dict()["arch_steps"]
+    assert ArchStepSchedule(total).steps_in(0, total) >= 1  # ours, on the same run
+
+
 def test_arch_steps_take_one_held_out_pass_per_epoch_and_lr_fits_the_run():
     assert arch_step_interval(100, 25) == 4 and arch_step_interval(13, 4) == 4 and arch_step_interval(3, 10) == 1
     assert arch_learning_rate(2) == 0.05 and arch_learning_rate(100) == 0.01 and arch_learning_rate(55_000) == 1e-3

@@ -143,7 +143,7 @@ def test_killed_job_is_reported_failed_and_resumes(tmp_path):
         assert not (project_dir / "neck_nas_model.yaml").exists()
         assert stack.call("resume") == (200, "started")
         assert stack.wait_for(("completed", "failed"), JOB_TIMEOUT)[-1] == "completed", stack.job_log()
-        assert [r["status"] for r in stack.records("status_report")] == ["failed", "completed"]
+        assert [r["status"] for r in stack.wait_reports(2, 30)] == ["failed", "completed"]
         _check_outputs(project_dir)
     finally:
         stack.close()
@@ -158,7 +158,7 @@ def test_server_restart_mid_job(tmp_path):
         stack.restart_stage(signal.SIGKILL)
         assert stack.call("status_request")[1] in ("running", "completed")
         assert stack.wait_for(("completed", "failed"), JOB_TIMEOUT)[-1] == "completed", stack.job_log()
-        assert [r["status"] for r in stack.records("status_report")] == ["completed"]
+        assert [r["status"] for r in stack.wait_reports(1, 30)] == ["completed"]
         _check_outputs(project_dir)
     finally:
         stack.close()

@@ -132,13 +132,20 @@ class Stack:
         raise AssertionError(f"status stayed {seen} for {timeout}s; job log:\n{self.job_log(user, project)}")
 
     def wait_report(self, timeout: float, project: str = PROJECT) -> dict:
+        return self.wait_reports(1, timeout, project)[-1]
+
+    def wait_reports(self, count: int, timeout: float, project: str = PROJECT) -> list[dict]:
+        """Wait until the PM stub holds `count` status_reports for `project`. The job writes its final
+        status before it reports to the PM, so /status_request can say `completed` a moment before the
+        report arrives: tests wait for the report rather than read the records once."""
         deadline = time.monotonic() + timeout
+        reports: list[dict] = []
         while time.monotonic() < deadline:
             reports = [r for r in self.records("status_report") if r.get("project_id") == project]
-            if reports:
-                return reports[-1]
+            if len(reports) >= count:
+                return reports
             time.sleep(0.1)
-        raise AssertionError(f"no status_report for {project} within {timeout}s")
+        raise AssertionError(f"{len(reports)} status_report(s) for {project} within {timeout}s, expected {count}: {reports}")
 
     def job_log(self, user: str = USER, project: str = PROJECT) -> str:
         path = self.shared / "common" / user / project / "neck_nas" / "job.log"

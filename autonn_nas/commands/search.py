@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from autonn_nas.search.settings import COST_MEASURES, STRATEGIES, SearchSettings
+from autonn_nas.search.settings import ARCH_WARMUPS, COST_MEASURES, STRATEGIES, SearchSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=d.out, help=f"run folder (default {d.out})")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     parser.add_argument("--weights", help="warm start: a Scaled-YOLOv4-layout state_dict of the base model")
+    parser.add_argument("--arch-warmup", choices=ARCH_WARMUPS, default=d.arch_warmup,
+                        help="when architecture steps start: fraction (25%% of the run) or prior_art (max(3 epochs, 1000 "
+                             "iterations), TANGO's earlier schedule, for comparison only)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 

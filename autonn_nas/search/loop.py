@@ -15,6 +15,7 @@ from autonn_nas.search.strategies.base import SearchStrategy
 from autonn_nas.train.epoch import EpochResult, images_to_input, train_one_epoch
 
 ARCH_WARMUP_FRACTION = 0.25  # of all iterations: weight-only warm-up so the candidates are not random when compared
+PRIOR_ART_WARMUP = (3, 1000)  # TANGO's earlier neck NAS: max(3 epochs, 1000 iterations) before any architecture step
 ARCH_LR_RANGE = (1e-3, 5e-2)  # Adam lr of the logits: ProxylessNAS's 1e-3 for long runs, larger for short ones
 
 
@@ -37,14 +38,25 @@ class ArchStepSchedule:
     """Architecture steps start after a weight-only warm-up of a fraction of the run and then come every
     `every` iterations. The warm-up is a fraction of the configured run, never a fixed epoch or
     iteration count, so any run of two or more iterations takes architecture steps (the prior art's
-    fixed 3-epoch / 1000-iteration warm-up meant a default run never took one)."""
+    fixed 3-epoch / 1000-iteration warm-up meant a default run never took one).
+
+    `first_iteration` overrides the fraction with a fixed start; only `prior_art` uses it, to reproduce
+    that flaw for the side-by-side in benchmarks/README.md (a start past the run means no steps at all)."""
 
     total_iterations: int
     warmup_fraction: float = ARCH_WARMUP_FRACTION
     every: int = 1
+    first_iteration: int | None = None
+
+    @classmethod
+    def prior_art(cls, total_iterations: int, iterations_per_epoch: int, every: int = 1) -> "ArchStepSchedule":
+        epochs, iterations = PRIOR_ART_WARMUP
+        return cls(total_iterations, every=every, first_iteration=max(epochs * iterations_per_epoch, iterations))
 
     @property
     def start(self) -> int:
+        if self.first_iteration is not None:
+            return self.first_iteration
         if self.total_iterations <= 1:
             return 0
         return min(int(self.warmup_fraction * self.total_iterations), self.total_iterations - 1)
@@ -57,7 +69,9 @@ class ArchStepSchedule:
         return sum(1 for i in range(first, last) if self.due(i))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"total_iterations": self.total_iterations, "warmup_fraction": self.warmup_fraction, "first_arch_iteration": self.start, "every": self.every}
+        return {"total_iterations": self.total_iterations, "warmup": "fixed" if self.first_iteration is not None else "fraction",
+                "warmup_fraction": self.warmup_fraction, "first_arch_iteration": self.start, "every": self.every,
+                "arch_steps": self.steps_in(0, self.total_iterations)}
 
 
 def cycle(loader: Iterable) -> Iterator:

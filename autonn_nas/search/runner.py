@@ -48,7 +48,7 @@ log = get_logger("search")
 
 EventFn = Callable[[str, dict], None]
 # what a resumed run may change; everything else comes from the checkpoint so the run stays the same
-RESUME_OVERRIDABLE = ("device", "workers", "out", "resume", "progress")
+RESUME_OVERRIDABLE = ("device", "workers", "out", "resume", "progress", "nproc")
 
 
 @dataclass
@@ -185,7 +185,14 @@ class SearchRun:
         self.holdout_loader = RecordingLoader(_loader(d.holdout, self.batch_size, True, s, self.dist), self.files, "architecture")
         self.schedule = WarmupCosineSchedule(self.optimizer, self.hyp, s.epochs, len(self.train_loader), self.batch_size, NOMINAL_BATCH)
         total = s.epochs * len(self.train_loader)
-        self.arch_schedule = ArchStepSchedule(total, every=arch_step_interval(len(self.train_loader), len(self.holdout_loader)))
+        every = arch_step_interval(len(self.train_loader), len(self.holdout_loader))
+        if s.arch_warmup == "prior_art":
+            self.arch_schedule = ArchStepSchedule.prior_art(total, len(self.train_loader), every=every)
+            log.warning("arch_warmup prior_art: architecture steps start at iteration %d of %d (%d steps in this run); "
+                        "this reproduces the prior art's flaw for comparison only", self.arch_schedule.start, total,
+                        self.arch_schedule.steps_in(0, total))
+        else:
+            self.arch_schedule = ArchStepSchedule(total, every=every)
         self.strategy.set_arch_lr(arch_learning_rate(self.arch_schedule.steps_in(0, total)))
 
     def _generators(self) -> dict[str, torch.Generator]:

@@ -10,6 +10,10 @@ from typing import Any, Mapping
 
 STRATEGIES = ("proxyless", "darts", "spos")
 COST_MEASURES = ("params", "flops", "latency")
+# when architecture steps start: "fraction" (ours: after a weight-only warm-up of 25 % of the run's iterations)
+# or "prior_art" (TANGO's earlier neck NAS: after max(3 epochs, 1000 iterations), so a short run never takes
+# one; kept only to compare against it, see benchmarks/README.md)
+ARCH_WARMUPS = ("fraction", "prior_art")
 
 
 @dataclass
@@ -35,6 +39,8 @@ class SearchSettings:
     holdout_fraction: float = 0.2  # share of the training split held out for architecture decisions
     evaluations: int | None = None  # spos: most architectures to score (None: 8 on CPU, 200 on CUDA)
     progress: bool = True  # a progress bar per epoch
+    arch_warmup: str = "fraction"  # one of ARCH_WARMUPS
+    nproc: int = 1  # the stage: processes (GPUs) to run the search on, launched with torchrun when > 1
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -62,6 +68,10 @@ class SearchSettings:
 
         if self.strategy not in STRATEGIES:
             fail(f"strategy '{self.strategy}' is not one of {', '.join(STRATEGIES)}")
+        if self.arch_warmup not in ARCH_WARMUPS:
+            fail(f"arch_warmup '{self.arch_warmup}' is not one of {', '.join(ARCH_WARMUPS)}")
+        if not isinstance(self.nproc, int) or isinstance(self.nproc, bool) or self.nproc < 1:
+            fail(f"nproc must be a positive integer, got {self.nproc!r}")
         if self.cost_measure not in COST_MEASURES:
             fail(f"cost_measure '{self.cost_measure}' is not one of {', '.join(COST_MEASURES)}")
         for name in ("epochs", "img_size", "batch_size", "workers", "evaluations"):
