@@ -14,6 +14,9 @@ search does).
     .venv/bin/python benchmarks/search_cost.py                       # both parts (long on a CPU)
     .venv/bin/python benchmarks/search_cost.py --part step --rounds 3 --steps 4
     .venv/bin/python benchmarks/search_cost.py --part search --data ../shared/datasets/coco128/dataset.yaml
+    .venv/bin/python benchmarks/search_cost.py --part sweep --imgs 256 320 416 --widths 0.25 0.5 --threads 1
+
+Part 3 (sweep): part 1's ratios at every image size x width, to show how they grow with the network's size.
 """
 from __future__ import annotations
 
@@ -178,6 +181,30 @@ def run_search_part(args: argparse.Namespace) -> dict:
     return results
 
 
+# -- part 3: part 1 over image sizes and widths --------------------------------------------------------
+
+def run_sweep_part(args: argparse.Namespace) -> list[dict]:
+    rows = []
+    for img in args.imgs:
+        for width in args.widths:
+            print(f"sweep: {img} px, width {width}", file=sys.stderr)
+            summary = run_step_part(argparse.Namespace(**{**vars(args), "img": img, "width": width}))
+            rows.append({"img": img, "width": width, "configs": summary})
+    return rows
+
+
+def sweep_markdown(rows: list[dict]) -> str:
+    strategies = [c for c in CONFIGS if c != "plain"]
+    lines = ["| img | width | plain params | plain step (s) | plain peak RSS above torch (MB) | "
+             + " | ".join(f"{c} step / plain | {c} mem / plain" for c in strategies) + " |",
+             "|---|---|---|---|---|" + "---|---|" * len(strategies)]
+    for row in rows:
+        plain = row["configs"]["plain"]
+        cells = [f"{row['configs'][c]['amortised_iteration_ratio']:.2f} | {row['configs'][c]['training_memory_ratio']:.2f}" for c in strategies]
+        lines.append(f"| {row['img']} | {row['width']} | {plain['params']:,} | {plain['weight_step_s']:.3f} | {plain['training_mb']:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown(step: dict | None, search: dict | None) -> str:
     lines = []
     if step:
@@ -198,7 +225,9 @@ def markdown(step: dict | None, search: dict | None) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("step", "search", "both"), default="both")
+    parser.add_argument("--part", choices=("step", "search", "both", "sweep"), default="both")
+    parser.add_argument("--imgs", type=int, nargs="+", default=[256, 320, 416], help="sweep: image sizes")
+    parser.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5], help="sweep: width multiples")
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--depth", type=float, default=0.33)
     parser.add_argument("--img", type=int, default=320)
@@ -215,6 +244,12 @@ def main() -> int:
     args = parser.parse_args()
     if args.step_worker:
         print(json.dumps(step_worker(args.step_worker, args.width, args.depth, args.img, args.batch, args.steps, args.threads)))
+        return 0
+    if args.part == "sweep":
+        rows = run_sweep_part(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"sweep": rows, "args": vars(args)}, indent=2) + "\n")
+        print(sweep_markdown(rows))
         return 0
     step = run_step_part(args) if args.part in ("step", "both") else None
     search = run_search_part(args) if args.part in ("search", "both") else None

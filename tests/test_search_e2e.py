@@ -213,3 +213,15 @@ def test_cuda_memory_probe_leaves_the_supernet_as_it_was(tmp_path):
     assert all(torch.equal(before[k], v) for k, v in run.model.state_dict().items())
     assert all(p.grad is None for p in run.model.parameters())
     assert all(b.mixture is None for b in searchable_blocks(run.model).values())
+
+
+def test_prior_art_schedule_leaves_the_random_start_in_place(tmp_path):
+    """arch_warmup=prior_art (for the side-by-side only): NNI-style random logits, no architecture step in a
+    short run, so the pick is whatever the random start ranks first; ours moves on the same run."""
+    result = run_search(tiny_settings(tmp_path, "proxyless", arch_warmup="prior_art"))
+    report = json.loads(result.report.read_text())
+    assert report["arch_schedule"]["arch_steps"] == 0 and report["arch_schedule"]["first_arch_iteration"] == 1000
+    start, end = report["history"][0]["alpha"], report["history"][-1]["alpha"]
+    assert start == end
+    assert all(len(set(row.values())) == 6 for row in start.values())  # a random start, not a uniform one
+    assert all(abs(p - 1 / 6) < 1e-3 for row in end.values() for p in row.values())

@@ -163,6 +163,11 @@ class SearchRun:
         self.strategy = strategy_class(s.strategy)(
             self.model, self.loss_fn, self.cost, self.budget, seed=s.seed, autocast=self.device.type == "cuda"
         )
+        if s.arch_warmup == "prior_art" and self.strategy.alpha is not None and self.checkpoint is None:
+            # the prior art (NNI's ProxylessNAS) started its logits at 1e-3 * N(0, 1): its pick was their argmax
+            with torch.no_grad():
+                noise = torch.randn(self.strategy.alpha.shape, generator=torch.Generator().manual_seed(s.seed)) * 1e-3
+                self.strategy.alpha.copy_(noise.to(self.strategy.alpha.device))
         self.batch_size = int(self.checkpoint["batch_size"]) if self.checkpoint else s.batch_size
         if self.device.type == "cuda" and self.checkpoint is None and not self.dist.enabled:
             self.batch_size = fit_batch_size(self._memory_probe, self.batch_size)
