@@ -161,23 +161,28 @@ def run_search_part(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     sizes = dict(data=args.data, epochs=args.epochs, img_size=args.img, batch_size=args.batch, width=args.width, depth=args.depth,
                  device="cpu", workers=args.workers, seed=0, progress=False)
-    results = {}
+    runs: dict[str, list[dict]] = {"plain": [], **{strategy: [] for strategy in args.strategies}}
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        run_training(TrainSettings(out=f"{tmp}/train", eval_interval=args.epochs, **sizes))
-        train_s = time.perf_counter() - start
-        results["plain_training_s"] = train_s
-        print(f"plain training: {train_s:.1f} s", file=sys.stderr)
-        for strategy in args.strategies:
+        for repeat in range(args.repeats):  # interleaved, so load drifting on a shared machine hits every run alike
             start = time.perf_counter()
-            result = run_search(SearchSettings(out=f"{tmp}/{strategy}", strategy=strategy, **sizes))
-            seconds = time.perf_counter() - start
-            report = json.loads(result.report.read_text())
-            results[strategy] = {"search_s": seconds, "ratio": seconds / train_s, "training_s": report["seconds"]["training"],
-                                 "final_s": report["seconds"]["final"], "architecture": str(result.arch),
-                                 "map50": result.metrics["map50"], "map": result.metrics["map"],
-                                 "base_map50": result.metrics["base_map50"], "base_map": result.metrics["base_map"]}
-            print(f"{strategy}: {seconds:.1f} s = {seconds / train_s:.2f} x training", file=sys.stderr)
+            run_training(TrainSettings(out=f"{tmp}/train{repeat}", eval_interval=args.epochs, **sizes))
+            runs["plain"].append({"search_s": time.perf_counter() - start})
+            print(f"repeat {repeat + 1}/{args.repeats} plain training: {runs['plain'][-1]['search_s']:.1f} s", file=sys.stderr)
+            for strategy in args.strategies:
+                start = time.perf_counter()
+                result = run_search(SearchSettings(out=f"{tmp}/{strategy}{repeat}", strategy=strategy, **sizes))
+                seconds = time.perf_counter() - start
+                report = json.loads(result.report.read_text())
+                runs[strategy].append({"search_s": seconds, "training_s": report["seconds"]["training"], "final_s": report["seconds"]["final"],
+                                       "architecture": str(result.arch), "map50": result.metrics["map50"], "base_map50": result.metrics["base_map50"]})
+                print(f"repeat {repeat + 1}/{args.repeats} {strategy}: {seconds:.1f} s", file=sys.stderr)
+    train_s = statistics.median(r["search_s"] for r in runs["plain"])
+    results: dict = {"plain_training_s": train_s, "repeats": args.repeats, "plain_runs_s": [r["search_s"] for r in runs["plain"]]}
+    for strategy in args.strategies:
+        rows = runs[strategy]
+        median = {key: statistics.median(r[key] for r in rows) for key in ("search_s", "training_s", "final_s", "map50", "base_map50")}
+        results[strategy] = {**median, "ratio": median["search_s"] / train_s, "runs_s": [r["search_s"] for r in rows],
+                             "architecture": rows[-1]["architecture"], "architectures": sorted({r["architecture"] for r in rows})}
     return results
 
 
@@ -215,7 +220,7 @@ def markdown(step: dict | None, search: dict | None) -> str:
             lines.append(f"| {config} | {r['params']:,} | {r['weight_step_s']:.3f} | {r['step_time_ratio']:.2f} | {arch} | "
                          f"{r['amortised_iteration_ratio']:.2f} | {r['peak_rss_mb']:.0f} | {r['memory_ratio']:.2f} | {r['training_mb']:.0f} | {r['training_memory_ratio']:.2f} |")
     if search:
-        lines += ["", f"| run | wall time (s) | / plain training | supernet epochs (s) | derivation + evaluation (s) | architecture |",
+        lines += ["", f"| run (median of {search['repeats']}) | wall time (s) | / plain training | supernet epochs (s) | derivation + evaluation (s) | architecture (last run) |",
                   "|---|---|---|---|---|---|", f"| plain training | {search['plain_training_s']:.1f} | 1.00 | | | |"]
         for strategy, r in search.items():
             if isinstance(r, dict):
@@ -238,6 +243,7 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "coco128" / "dataset.yaml"), help="default: ../shared/datasets/coco128 beside the repository")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each whole search and of the plain training")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="search part: interleaved repeats of every run; medians are reported")
     parser.add_argument("--strategies", nargs="+", default=["proxyless", "darts", "spos"])
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--step-worker", help=argparse.SUPPRESS)
