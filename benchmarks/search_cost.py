@@ -199,13 +199,19 @@ def run_sweep_part(args: argparse.Namespace) -> list[dict]:
 
 
 def sweep_markdown(rows: list[dict]) -> str:
+    """Per strategy: weight step / plain (amortised iteration / plain) and training memory above the torch
+    import / plain (whole peak RSS / plain)."""
     strategies = [c for c in CONFIGS if c != "plain"]
     lines = ["| img | width | plain params | plain step (s) | plain peak RSS above torch (MB) | "
-             + " | ".join(f"{c} step / plain | {c} mem / plain" for c in strategies) + " |",
+             + " | ".join(f"{c} time / plain | {c} memory / plain" for c in strategies) + " |",
              "|---|---|---|---|---|" + "---|---|" * len(strategies)]
     for row in rows:
         plain = row["configs"]["plain"]
-        cells = [f"{row['configs'][c]['amortised_iteration_ratio']:.2f} | {row['configs'][c]['training_memory_ratio']:.2f}" for c in strategies]
+        cells = []
+        for c in strategies:
+            r = row["configs"][c]
+            time_cell = f"{r['step_time_ratio']:.2f}" + (f" ({r['amortised_iteration_ratio']:.2f})" if r["arch_step_ratio"] else "")
+            cells.append(f"{time_cell} | {r['training_memory_ratio']:.2f} ({r['memory_ratio']:.2f})")
         lines.append(f"| {row['img']} | {row['width']} | {plain['params']:,} | {plain['weight_step_s']:.3f} | {plain['training_mb']:.0f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
