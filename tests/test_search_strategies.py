@@ -154,11 +154,15 @@ def _synthetic_score(arch: Architecture):
     return (value, 0.0), {"fitness": float(value), "loss": 0.0}
 
 
+def _synthetic_scores(archs: list[Architecture]):
+    return [_synthetic_score(arch) for arch in archs]
+
+
 def test_spos_search_is_exhaustive_when_affordable_and_stays_in_budget():
     table = _toy_table()
     budget = resolve_budget(table, 1.1)
     feasible = feasible_architectures(table, budget)
-    ranked, mode = evolution.search(table, budget, _synthetic_score, len(feasible), random.Random(0))
+    ranked, mode = evolution.search(table, budget, _synthetic_scores, len(feasible), random.Random(0))
     assert mode == "exhaustive" and len(ranked) == len(feasible)
     best = max(feasible, key=lambda a: _synthetic_score(a)[0])
     assert ranked[0].arch == best
@@ -167,16 +171,18 @@ def test_spos_search_is_exhaustive_when_affordable_and_stays_in_budget():
 def test_spos_evolution_respects_evaluation_and_cost_budgets():
     table = _toy_table()
     budget = resolve_budget(table, 1.3)
-    calls = []
+    calls, batches = [], []
 
-    def score(arch):
-        calls.append(arch)
-        return _synthetic_score(arch)
+    def score_many(archs):
+        calls.extend(archs)
+        batches.append(len(archs))
+        return _synthetic_scores(archs)
 
-    ranked, mode = evolution.search(table, budget, score, 40, random.Random(0))
+    ranked, mode = evolution.search(table, budget, score_many, 40, random.Random(0))
     assert mode == "evolution" and len(calls) == 40 == len(set(calls))
+    assert batches == [10, 10, 10, 10]  # the population, then whole generations: what ranks can split
     assert all(budget.allows(table.cost(a)) for a in calls)
-    again, _ = evolution.search(table, budget, _synthetic_score, 40, random.Random(0))
+    again, _ = evolution.search(table, budget, _synthetic_scores, 40, random.Random(0))
     assert [e.arch for e in again] == [e.arch for e in ranked]  # reproducible with the seed
 
 
@@ -184,7 +190,7 @@ def test_spos_evolution_beats_random_sampling_on_a_separable_score():
     table = _toy_table()
     budget = resolve_budget(table, 10.0)  # every architecture fits: 1296, far more than 100 evaluations
     space = feasible_architectures(table, budget)
-    evolved = [evolution.search(table, budget, _synthetic_score, 100, random.Random(s))[0][0].key[0] for s in range(5)]
+    evolved = [evolution.search(table, budget, _synthetic_scores, 100, random.Random(s))[0][0].key[0] for s in range(5)]
     sampled = [max(_synthetic_score(a)[0][0] for a in random.Random(s).sample(space, 100)) for s in range(5)]
     assert sum(evolved) > sum(sampled) and max(evolved) == 50  # the optimum: k5_mish everywhere
 

@@ -18,9 +18,14 @@ Decisions (see README "Many GPUs and machines"):
 - SyncBatchNorm while training the supernet on CUDA (torch's SyncBatchNorm supports only accelerators;
   on CPU/gloo each rank normalises with its local batch statistics, the one place a CPU run differs
   from a single process). It is turned back into BatchNorm2d before the derivation.
-- Only rank 0 writes files, logs to search.log and reports events; the derivation and the final
-  evaluation run on rank 0 while the others wait at a barrier. Checkpoints are saved from the
-  unwrapped model (no 'module.' prefix) and resume on any number of ranks, a single process included.
+- Only rank 0 writes files, logs to search.log and reports events. After supernet training, spos's
+  candidate scoring is split: every rank holds the same weights, scores every world_size-th candidate of
+  each batch the search asks for (BN recalibration on the same batches, whole batches, no DDP wrapper)
+  and the scores are gathered, so the evolutionary search sees the same scores and breeds the same
+  children on every rank and for any number of ranks (final.Evaluator.score_many, evolution.search).
+  The other strategies' derivation, the final evaluation of the derived and the base architecture and
+  the outputs are rank 0's while the others wait at a barrier. Checkpoints are saved from the unwrapped
+  model (no 'module.' prefix) and resume on any number of ranks, a single process included.
 """
 from __future__ import annotations
 
@@ -36,8 +41,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
-DEBUG_DIR_ENV = "AUTONN_NAS_DDP_DEBUG_DIR"  # when set, each rank writes a digest of its final state there (tests)
-TIMEOUT = datetime.timedelta(hours=2)  # rank 0 derives and evaluates alone while the others wait
+DEBUG_DIR_ENV = "AUTONN_NAS_DDP_DEBUG_DIR"  # when set, each rank writes there a digest of its final state and what it scored (tests)
+TIMEOUT = datetime.timedelta(hours=2)  # rank 0 evaluates the derived and the base architecture alone while the others wait
 
 
 @dataclass(frozen=True)
@@ -187,13 +192,21 @@ def state_digest(model: nn.Module, alpha: torch.Tensor | None) -> dict[str, str]
     return {"weights": digest([state[k] for k in sorted(state)]), "alpha": digest([alpha]) if alpha is not None else ""}
 
 
+def _dump_debug(context: DistContext, suffix: str, content: Any) -> None:
+    directory = os.environ.get(DEBUG_DIR_ENV)
+    if directory:
+        from autonn_nas.utils.files import atomic_write_json
+
+        atomic_write_json(Path(directory) / f"rank{context.rank}_of{context.world_size}{suffix}.json", content)
+
+
 def dump_debug_state(context: DistContext, model: nn.Module, alpha: torch.Tensor | None) -> None:
     """Tests: each rank's digest of its weights and logits after supernet training, plus the logits."""
-    directory = os.environ.get(DEBUG_DIR_ENV)
-    if not directory:
-        return
-    from autonn_nas.utils.files import atomic_write_json
+    if os.environ.get(DEBUG_DIR_ENV):
+        _dump_debug(context, "", {**state_digest(model, alpha), "world_size": context.world_size,
+                                  "alpha_values": alpha.detach().cpu().tolist() if alpha is not None else None})
 
-    content = {**state_digest(model, alpha), "alpha_values": alpha.detach().cpu().tolist() if alpha is not None else None,
-               "world_size": context.world_size}
-    atomic_write_json(Path(directory) / f"rank{context.rank}_of{context.world_size}.json", content)
+
+def dump_debug_scores(context: DistContext, scored: list[dict[str, Any]]) -> None:
+    """Tests: the candidates this rank scored itself so far, with their scores."""
+    _dump_debug(context, "_scored", scored)

@@ -3,8 +3,14 @@
 When the evaluation budget covers every architecture that fits the cost budget, all of them are
 scored (exhaustive: with 6^4 = 1296 architectures, and 3^4 = 81 under a FLOPs/params budget equal to the
 base model, this is often affordable). Otherwise an evolutionary search: a random feasible population,
-then children by mutation and crossover of the best half so far (steady state: each child joins the
-pool at once), every child feasible and new.
+then generations of children by mutation and crossover of the best half scored before the generation,
+every child feasible and new.
+
+Scores come a batch at a time (score_many: the whole population, then one generation), so the
+candidates of a batch can be scored side by side (under torchrun every rank scores its share, see
+final.Evaluator.score_many) while the search itself, which only sees the scores, is the same for any
+number of ranks. A steady-state search (each child breeds as soon as it is scored) would be a little
+greedier but is sequential by nature: the next child depends on the last score.
 """
 from __future__ import annotations
 
@@ -32,7 +38,8 @@ class Evaluated:
         return {"architecture": self.arch.to_dict(), "cost": self.cost, "generation": self.generation, **self.details}
 
 
-ScoreFn = Callable[[Architecture], tuple[tuple, dict[str, Any]]]
+Score = tuple[tuple, dict[str, Any]]  # (sort key, higher is better; details for the report)
+ScoreManyFn = Callable[[list[Architecture]], list[Score]]  # the scores of a batch, in its order
 
 
 def _mutate(parent: Architecture, rng: random.Random) -> Architecture:
@@ -56,7 +63,7 @@ def _crossover(a: Architecture, b: Architecture, rng: random.Random) -> Architec
 def search(
     table: CostTable,
     budget: Budget,
-    score: ScoreFn,
+    score_many: ScoreManyFn,
     max_evaluations: int,
     rng: random.Random,
     population: int | None = None,
@@ -70,46 +77,48 @@ def search(
     feasible_set = set(feasible)
     done: dict[Architecture, Evaluated] = {}
 
-    def evaluate(arch: Architecture, generation: int) -> None:
-        key, details = score(arch)
-        done[arch] = Evaluated(arch, key, table.cost(arch), details, generation)
+    def evaluate(batch: list[Architecture], generation: int) -> None:
+        scores = score_many(batch)
+        if len(scores) != len(batch):
+            raise RuntimeError(f"score_many returned {len(scores)} scores for {len(batch)} architectures")
+        for arch, (key, details) in zip(batch, scores):
+            done[arch] = Evaluated(arch, key, table.cost(arch), details, generation)
 
     def ranked() -> list[Evaluated]:
         return sorted(done.values(), key=lambda e: e.key, reverse=True)
 
     if len(feasible) <= max_evaluations:
-        for arch in feasible:
-            evaluate(arch, 0)
+        evaluate(list(feasible), 0)
         if on_generation:
             on_generation(0, ranked())
         return ranked(), "exhaustive"
 
     size = population or max(4, min(16, max_evaluations // 4))
-    for arch in rng.sample(feasible, min(size, max_evaluations)):
-        evaluate(arch, 0)
+    evaluate(rng.sample(feasible, min(size, max_evaluations)), 0)
     generation = 0
     if on_generation:
         on_generation(generation, ranked())
     while len(done) < max_evaluations:
         generation += 1
-        for _ in range(size):
-            if len(done) >= max_evaluations:
-                break
-            parents: Sequence[Evaluated] = ranked()[: max(2, size // 2)]  # steady state: a good child breeds at once
-            child = None
-            for _ in range(MAX_TRIES):
-                if rng.random() < 0.5 or len(parents) < 2:
-                    candidate = _mutate(rng.choice(parents).arch, rng)
-                else:
-                    a, b = rng.sample(list(parents), 2)
-                    candidate = _crossover(a.arch, b.arch, rng)
-                if candidate in feasible_set and candidate not in done:
-                    child = candidate
-                    break
-            if child is None:
-                unseen = [arch for arch in feasible if arch not in done]
-                child = rng.choice(unseen)
-            evaluate(child, generation)
+        parents: Sequence[Evaluated] = ranked()[: max(2, size // 2)]
+        children: list[Architecture] = []
+        for _ in range(min(size, max_evaluations - len(done))):
+            children.append(_breed(parents, feasible, feasible_set, lambda arch: arch in done or arch in children, rng))
+        evaluate(children, generation)
         if on_generation:
             on_generation(generation, ranked())
     return ranked(), "evolution"
+
+
+def _breed(parents: Sequence[Evaluated], feasible: list[Architecture], feasible_set: set[Architecture],
+           taken: Callable[[Architecture], bool], rng: random.Random) -> Architecture:
+    """A feasible child not `taken` (scored, or already in this generation), bred from `parents`, else drawn at random."""
+    for _ in range(MAX_TRIES):
+        if rng.random() < 0.5 or len(parents) < 2:
+            candidate = _mutate(rng.choice(parents).arch, rng)
+        else:
+            a, b = rng.sample(list(parents), 2)
+            candidate = _crossover(a.arch, b.arch, rng)
+        if candidate in feasible_set and not taken(candidate):
+            return candidate
+    return rng.choice([arch for arch in feasible if not taken(arch)])

@@ -4,6 +4,9 @@ the outputs (arch.json, neck_nas_model.yaml, bestmodel.pt, report.json/md, plots
 Every sub-network evaluated here runs the supernet's shared weights after batch-norm recalibration on
 the training part. spos scores candidates on the held-out part; only the final comparison (derived vs
 base) reads the validation split.
+
+Under torchrun every rank scores its share of spos's candidates (Evaluator.score_many) and the scores are
+gathered; the rest (the derived-vs-base evaluation and the outputs) runs on rank 0 alone.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import torch
 from autonn_nas.models.choice import set_architecture
 from autonn_nas.models.yolo import Model, cfg_to_yaml
 from autonn_nas.search.arch import Architecture, base_architecture
+from autonn_nas.search import distributed
 from autonn_nas.search.bn_recalibration import recalibrate_bn
 from autonn_nas.search.derive import derive_yaml, subnet_state_dict
 from autonn_nas.search.file_log import RecordingLoader
@@ -51,13 +55,17 @@ def mean_loss(model: Model, loader: Any, loss_fn: Any, device: torch.device) -> 
 
 
 class Evaluator:
-    """Recalibrate-then-evaluate for one run: the held-out score (spos) and the val report."""
+    """Recalibrate-then-evaluate for one run: the held-out score (spos) and the val report.
+
+    Its loaders read whole batches on every rank (no GlobalBatchShard): a rank scores a candidate
+    exactly as one process would, so a score does not depend on which rank computed it."""
 
     def __init__(self, run: "SearchRun"):
         from autonn_nas.search.runner import _loader
 
         s = run.settings
         self.run = run
+        self.scored: list[dict[str, Any]] = []  # what this rank scored itself (debug evidence under torchrun)
         self.model, self.device = run.model, run.device
         data = run.data
         self.recal_loader = RecordingLoader(_loader(data.recal, run.batch_size, False, s), run.files, "bn_recalibration")
@@ -88,6 +96,22 @@ class Evaluator:
         details = {"fitness": score, "map50": metrics["map50"], "map": metrics["map"], "loss": loss}
         return (round(score, FITNESS_DIGITS), -loss), details
 
+    def score_many(self, archs: list[Architecture]) -> list[tuple[tuple, dict[str, Any]]]:
+        """holdout_score of each of `archs`, in order. Under torchrun rank r scores archs[r::world] and every
+        rank gets all the scores (and the files the others read), so the search goes on identically everywhere."""
+        context = self.run.dist
+        mine = {i: self.holdout_score(arch) for i, arch in enumerate(archs) if i % context.world_size == context.rank}
+        self.scored += [{"architecture": archs[i].to_dict(), "key": list(key), **details} for i, (key, details) in mine.items()]
+        distributed.dump_debug_scores(context, self.scored)
+        if not context.enabled:
+            return [mine[i] for i in range(len(archs))]
+        scores: dict[int, tuple[tuple, dict[str, Any]]] = {}
+        for part, files in distributed.gather_objects((mine, self.run.files.state_dict())):
+            scores.update(part)
+            for phase, paths in files.items():  # a set per phase: an image read by several ranks counts once
+                self.run.files.add(phase, paths)
+        return [scores[i] for i in range(len(archs))]
+
     def val_metrics(self, arch: Mapping[str, str]) -> dict[str, Any]:
         if self._val_truth is None:
             self._val_truth = coco_ground_truth_from_dataset(self.run.data.val, self.run.data.config.names)
@@ -101,16 +125,21 @@ def _choose(run: "SearchRun", evaluator: Evaluator) -> Architecture:
     if s.strategy != "spos":
         return run.strategy.derive()
     max_evaluations = s.evaluations or SPOS_EVALUATIONS.get(run.device.type, 200)
+    started = time.perf_counter()
 
     def on_generation(generation: int, ranked: list) -> None:
         best = ranked[0]
         log.info("spos search generation %d: %d scored, best %s (held-out fitness %.4f, loss %.4f)",
                  generation, len(ranked), best.arch, best.details["fitness"], best.details["loss"])
-        if run.on_event is not None:
+        if run.on_event is not None and run.dist.is_main:
             run.on_event("evolution_search", {"generation": generation, "evaluated": len(ranked), "max_evaluations": max_evaluations,
                                               "best": best.to_dict()})
 
-    return run.strategy.derive(score=evaluator.holdout_score, max_evaluations=max_evaluations, seed=s.seed, on_generation=on_generation)
+    arch = run.strategy.derive(score_many=evaluator.score_many, max_evaluations=max_evaluations, seed=s.seed, on_generation=on_generation)
+    run.seconds["spos_scoring"] = time.perf_counter() - started
+    log.info("spos: %d architectures scored in %.1f s by %d process(es)", len(run.strategy.evaluated), run.seconds["spos_scoring"],
+             run.dist.world_size)
+    return arch
 
 
 def _entry(run: "SearchRun", arch: Mapping[str, str], val: dict[str, Any]) -> dict[str, Any]:
@@ -119,13 +148,19 @@ def _entry(run: "SearchRun", arch: Mapping[str, str], val: dict[str, Any]) -> di
             "within_budget": run.budget.allows(cost), "val": val}
 
 
-def finish(run: "SearchRun", started: float) -> "SearchResult":
+def finish(run: "SearchRun", started: float) -> "SearchResult | None":
+    """Choose, evaluate and write. Under torchrun every rank calls it for spos (each scores its share of the
+    candidates) and only rank 0 goes on past the choice; it returns None on the other ranks."""
     from autonn_nas.search.runner import SearchResult
 
     s, out = run.settings, run.out
     final_started = time.perf_counter()
+    if not run.dist.is_main and s.strategy != "spos":
+        return None  # the other strategies derive on rank 0 alone
     evaluator = Evaluator(run)
     arch = _choose(run, evaluator)
+    if not run.dist.is_main:
+        return None
     if not run.budget.allows(run.cost.cost(arch)):  # every strategy derives within the budget; never ship otherwise
         raise RuntimeError(f"derived architecture {arch} costs {run.cost.cost(arch):.6g} {run.cost.unit}, over the budget {run.budget.limit:.6g}")
     base = base_architecture(arch.labels)

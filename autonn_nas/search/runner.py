@@ -362,9 +362,10 @@ class SearchRun:
         distributed.dump_debug_state(self.dist, self.model, self.strategy.alpha)
         if not self.dist.enabled:
             return final.finish(self, started)
-        # the derivation and the evaluation run on rank 0 alone (plain BN again); the others wait
+        # plain BN again: each rank runs sub-networks on its own (spos: its share of the candidates), without DDP;
+        # the evaluation of the chosen architecture and the outputs are rank 0's while the others wait
         self.model = distributed.revert_sync_batchnorm(self.model)
-        result = final.finish(self, started) if self.dist.is_main else None
+        result = final.finish(self, started)
         distributed.barrier()
         # Architecture refuses pickling's attribute setting: it travels as its dict
         fields = distributed.broadcast_object(None if result is None else {**vars(result), "arch": result.arch.to_dict()})

@@ -30,11 +30,11 @@ class SposStrategy(SearchStrategy):
     def _prepare_arch_step(self, probabilities: torch.Tensor) -> None:  # pragma: no cover - no arch steps
         raise RuntimeError("spos takes no architecture steps during supernet training")
 
-    def derive(self, score: evolution.ScoreFn | None = None, max_evaluations: int = 100, seed: int = 0,
+    def derive(self, score_many: evolution.ScoreManyFn | None = None, max_evaluations: int = 100, seed: int = 0,
                on_generation: Callable[[int, list[evolution.Evaluated]], None] | None = None, **_unused: Any) -> Architecture:
-        if score is None:
-            raise ValueError("spos needs a score function to search the trained supernet")
+        if score_many is None:
+            raise ValueError("spos needs a score function (score_many) to search the trained supernet")
         self.evaluated, self.search_mode = evolution.search(
-            self.cost, self.budget, score, max_evaluations, random.Random(seed), on_generation=on_generation
+            self.cost, self.budget, score_many, max_evaluations, random.Random(seed), on_generation=on_generation
         )
         return self.evaluated[0].arch
