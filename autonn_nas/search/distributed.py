@@ -120,6 +120,18 @@ def gather_objects(value: Any) -> list[Any]:
     return values
 
 
+def portable_result(result: Any) -> dict[str, Any]:
+    """A SearchResult as plain values, to send to other processes (Architecture refuses pickling's attribute setting)."""
+    return {**vars(result), "arch": result.arch.to_dict()}
+
+
+def result_from_portable(fields: dict[str, Any]) -> Any:
+    from autonn_nas.search.arch import Architecture
+    from autonn_nas.search.runner import SearchResult  # runner imports this module
+
+    return SearchResult(**{**fields, "arch": Architecture(fields["arch"])})
+
+
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

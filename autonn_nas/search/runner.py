@@ -367,9 +367,7 @@ class SearchRun:
         self.model = distributed.revert_sync_batchnorm(self.model)
         result = final.finish(self, started)
         distributed.barrier()
-        # Architecture refuses pickling's attribute setting: it travels as its dict
-        fields = distributed.broadcast_object(None if result is None else {**vars(result), "arch": result.arch.to_dict()})
-        return SearchResult(**{**fields, "arch": Architecture(fields["arch"])})
+        return distributed.result_from_portable(distributed.broadcast_object(None if result is None else distributed.portable_result(result)))
 
 
 def run_search(settings: SearchSettings, on_event: EventFn | None = None) -> SearchResult:

@@ -17,6 +17,12 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _positive(value: int, name: str) -> int:
+    if value < 1:
+        raise ValueError(f"environment variable {name}={value} must be at least 1")
+    return value
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     shared_dir: Path
@@ -29,6 +35,7 @@ class ServiceConfig:
     pm_timeout_s: float = 3.0  # per HTTP call
     pm_backoff_s: float = 0.5  # first retry delay, doubled each time
     queue_lock: Path = Path(tempfile.gettempdir()) / "autonn-nas-queue.lock"
+    nproc: int = 1  # search processes (GPUs) when neck_nas.yaml sets no nproc
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ServiceConfig":
@@ -54,4 +61,5 @@ class ServiceConfig:
             pm_timeout_s=number("NAS_PM_TIMEOUT_S", 3.0),
             pm_backoff_s=number("NAS_PM_BACKOFF_S", 0.5),
             queue_lock=Path(env.get("NAS_QUEUE_LOCK") or cls.queue_lock),
+            nproc=_positive(number("NAS_NPROC", 1, int), "NAS_NPROC"),
         )

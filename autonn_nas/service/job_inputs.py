@@ -78,8 +78,9 @@ def _resolve_path_setting(paths: ProjectPaths, key: str, value: Any, source: Pat
     return str(resolved)
 
 
-def load_job_inputs(paths: ProjectPaths, resume: bool = False) -> JobInputs:
-    """Read and check every input of the project; raises JobInputError (or a ValueError subclass) with the reason."""
+def load_job_inputs(paths: ProjectPaths, resume: bool = False, nproc: int = 1) -> JobInputs:
+    """Read and check every input of the project; raises JobInputError (or a ValueError subclass) with the reason.
+    `nproc` (the stage's NAS_NPROC) applies when neck_nas.yaml sets none."""
     if not paths.project_dir.is_dir():
         raise JobInputError(f"project folder {paths.project_dir} does not exist")
     info_path = paths.input(PROJECT_INFO)
@@ -122,6 +123,7 @@ def load_job_inputs(paths: ProjectPaths, resume: bool = False) -> JobInputs:
         values["lightweight_level"] = level
     if "progress" in SearchSettings.field_names() and "progress" not in values:
         values["progress"] = False  # per-batch progress bars would flood the job log
+    values.setdefault("nproc", nproc)
     values.update(data=str(dataset_yaml), out=str(paths.run_dir), resume=resume)
     try:
         settings = SearchSettings.from_mapping(values, source=str(settings_path))

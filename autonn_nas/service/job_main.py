@@ -4,6 +4,8 @@
 
 It waits its turn on the machine's queue lock, runs the search, places the outputs, and reports the end
 (completed or failed, whatever the cause) to the project manager. Its stdout/stderr are the job log.
+With nproc > 1 (neck_nas.yaml, else NAS_NPROC) it is the torchrun launcher of the search's ranks
+(service/job_launch.py).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import traceback
 from autonn_nas.service import state as st
 from autonn_nas.service.config import ServiceConfig
 from autonn_nas.service.job_inputs import check_dataset_inside, load_job_inputs
+from autonn_nas.service.job_launch import RankFailed, check_nproc, run_search_on_ranks
 from autonn_nas.service.job_record import JobCancelled, JobRecord
 from autonn_nas.service.paths import ProjectPaths
 from autonn_nas.service.pm_client import PMClient
@@ -39,8 +42,9 @@ def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: boo
     record = JobRecord(paths, job_id, pm)
     outcome = None
     try:
-        inputs = load_job_inputs(paths, resume=resume)
+        inputs = load_job_inputs(paths, resume=resume, nproc=config.nproc)
         check_dataset_inside(paths, inputs.dataset_yaml)
+        check_nproc(inputs.settings)
         log.info("job %s for %s/%s: settings %s", job_id, paths.user_id, paths.project_id, inputs.settings.to_dict())
         if inputs.search_cfg is not None:
             atomic_write_text(inputs.settings.cfg, cfg_to_yaml(inputs.search_cfg))
@@ -50,7 +54,10 @@ def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: boo
             # Imported here: the search stack is heavy, and a bad project should fail fast without it.
             from autonn_nas.search.runner import run_search
 
-            result = run_search(inputs.settings, on_event=record.on_event)
+            if inputs.settings.nproc > 1:
+                result = run_search_on_ranks(config, paths, job_id, inputs.settings)
+            else:
+                result = run_search(inputs.settings, on_event=record.on_event)
             log.info("search finished: %s", result.arch)
             outputs = record.complete(result, inputs)
         log.info("outputs: %s", outputs)
@@ -62,7 +69,7 @@ def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: boo
     except JobCancelled as exc:
         log.info("job %s ends: %s", job_id, exc)
         return 0
-    except ValueError as exc:  # bad inputs: DatasetError, ConfigError, settings errors
+    except (ValueError, RankFailed) as exc:  # bad inputs (DatasetError, ConfigError, settings errors); a rank's named error
         log.error("failed: %s", exc)
         outcome = st.FAILED if record.fail(str(exc)) else None
     except BaseException as exc:  # noqa: BLE001 - a bug must still be reported as failed

@@ -65,7 +65,7 @@ class JobManager:
                 log.warning("resume %s/%s refused: %s", paths.user_id, paths.project_id, reason)
                 return st.FAILED, 400
             try:
-                load_job_inputs(paths, resume=resume)
+                load_job_inputs(paths, resume=resume, nproc=self.config.nproc)
             except ValueError as exc:
                 message = str(exc)
                 append_to_log(paths, f"{'resume' if resume else 'start'} refused: {message}")
