@@ -175,7 +175,7 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """BatchNorm2d again (same parameters and statistics), so rank 0 can run the sub-networks alone."""
+    """BatchNorm2d again (same parameters and statistics), so each rank can run sub-networks on its own."""
     result = module
     if isinstance(module, nn.SyncBatchNorm):
         result = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
