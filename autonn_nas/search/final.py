@@ -17,8 +17,8 @@ import torch
 
 from autonn_nas.models.choice import set_architecture
 from autonn_nas.models.yolo import Model, cfg_to_yaml
-from autonn_nas.search.arch import Architecture, base_architecture
 from autonn_nas.search import distributed
+from autonn_nas.search.arch import Architecture, base_architecture
 from autonn_nas.search.bn_recalibration import recalibrate_bn
 from autonn_nas.search.derive import derive_yaml, subnet_state_dict
 from autonn_nas.search.file_log import RecordingLoader
