@@ -69,3 +69,11 @@ def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float | None:
     if var_x == 0 or var_y == 0:
         return None
     return cov / math.sqrt(var_x * var_y)
+
+
+def tau_null_sd(n: int) -> float | None:
+    """Standard deviation of Kendall's tau over n items when the two rankings are independent (no ties):
+    sqrt(2 (2n + 5) / (9 n (n - 1))). About 1.96 of these is the 5 % two-sided chance threshold."""
+    if n < 2:
+        return None
+    return math.sqrt(2 * (2 * n + 5) / (9 * n * (n - 1)))

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ lives beside the package, not in it
 
-from benchmarks.rank_stats import average_ranks, kendall_tau_b, spearman_rho  # noqa: E402
+from benchmarks.rank_stats import average_ranks, kendall_tau_b, spearman_rho, tau_null_sd  # noqa: E402
 
 
 def test_identical_and_reversed_orders():
@@ -72,3 +72,13 @@ def test_undefined_cases_return_none():
     assert spearman_rho([1], [2]) is None
     with pytest.raises(ValueError):
         kendall_tau_b([1, 2], [1, 2, 3])
+
+
+def test_tau_null_sd_matches_the_exact_distribution_for_small_n():
+    # n = 4: tau over all 24 orders of y against a fixed x; its variance is the formula's square
+    x = [0, 1, 2, 3]
+    taus = [kendall_tau_b(x, list(order)) for order in itertools.permutations(range(4))]
+    variance = sum(t * t for t in taus) / len(taus)  # the mean is 0 by symmetry
+    assert tau_null_sd(4) == pytest.approx(variance**0.5)
+    assert tau_null_sd(16) == pytest.approx(0.185, abs=0.001)
+    assert tau_null_sd(1) is None
