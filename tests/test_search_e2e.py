@@ -127,6 +127,24 @@ def test_resumed_search_ends_like_an_uninterrupted_one(strategy, searches, tmp_p
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in b["state_dict"])
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_reopened_search_scores_its_pick_as_the_search_did(strategy, searches):
+    from autonn_nas.search.final import Evaluator
+    from autonn_nas.search.runner import SearchRun
+
+    result, _ = searches[strategy]
+    report = json.loads(result.report.read_text())
+    run = SearchRun.reopen(result.out_dir, device="cpu", workers=0)
+    assert run.settings.strategy == strategy and run.start_epoch == TINY["epochs"]  # training is over: nothing to redo
+    last = load_checkpoint(result.out_dir / "last.pt")
+    assert all(torch.equal(value, last["state_dict"][key]) for key, value in run.model.state_dict().items())
+    if run.strategy.alpha is not None:
+        assert torch.equal(run.strategy.alpha.detach(), last["strategy"]["alpha"])
+    val = Evaluator(run).val_metrics(result.arch)
+    assert val["map50"] == pytest.approx(report["derived"]["val"]["map50"], abs=1e-9)
+    assert val["map"] == pytest.approx(report["derived"]["val"]["map"], abs=1e-9)
+
+
 def test_warm_started_supernet_computes_the_base_model_with_any_kernel(tmp_path):
     torch.manual_seed(1)
     base = build_model("yolov4-p5.yaml", nc=3, width=0.125, depth=0.33).eval()

@@ -88,7 +88,7 @@ def _build_data(s: SearchSettings, hyp: dict[str, float]) -> SearchData:
 
 def _loader(dataset: Any, batch_size: int, shuffle: bool, s: SearchSettings, context: distributed.DistContext = distributed.DistContext()) -> Any:
     """batch_size is the global batch; under torchrun (context) each rank loads its slice of every global batch
-    (the final evaluation, on rank 0 alone, passes no context and reads whole batches)."""
+    (the Evaluator's loaders, on every rank, pass no context and read whole batches)."""
     from autonn_nas.data import create_dataloader
     from autonn_nas.data.dataset import EpochShuffleSampler
 
@@ -139,6 +139,14 @@ class SearchRun:
         self.history: list[dict[str, Any]] = []
         self.batch_changes: list[dict[str, Any]] = []
         self.seconds = {"training": 0.0}
+
+    @classmethod
+    def reopen(cls, out: str | Path, device: str = "cpu", workers: int = 0) -> "SearchRun":
+        """A search rebuilt from its out folder's last.pt and set up, not run: its supernet weights, data split,
+        cost table and strategy state, e.g. to score more architectures with final.Evaluator afterwards."""
+        run = cls(SearchSettings(out=str(out), resume=True, device=device, workers=workers, progress=False))
+        run._setup()
+        return run
 
     # -- setup ---------------------------------------------------------------------------------------
     def _setup(self) -> None:
