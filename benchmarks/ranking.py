@@ -88,6 +88,12 @@ def fixed_architectures(table: Any, stratified: int, rule_seed: int) -> list[tup
     return chosen
 
 
+def unconstrained_pick(probabilities: dict[str, dict[str, float]]) -> dict[str, str]:
+    """What the prior art itself would have written: each block's most probable candidate, no cost term
+    (its flaw 4), from architecture weights that never moved (flaw 1)."""
+    return {label: max(row, key=row.get) for label, row in probabilities.items()}
+
+
 # -- units: one JSON each ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -194,12 +200,9 @@ def run_score_unit(config: dict, out: Path, tag: str, seed: int, archs: list[dic
     training part, then val mAP and val loss, by the search's own Evaluator (final.py)."""
     from autonn_nas.search.final import Evaluator, mean_loss
     from autonn_nas.search.runner import SearchRun
-    from autonn_nas.search.settings import SearchSettings
 
-    search_dir = out / "searches" / f"{tag}_s{seed}"
-    # resume=True rebuilds the run exactly (settings, split, supernet weights) from last.pt; training is over
-    run = SearchRun(SearchSettings(out=str(search_dir), resume=True, device="cpu", workers=config["workers"], progress=False))
-    run._setup()  # no public "load a finished search" yet (see the report); the same setup a resume runs
+    # the finished search exactly as it ended (settings, split, supernet weights), from its last.pt
+    run = SearchRun.reopen(out / "searches" / f"{tag}_s{seed}", device="cpu", workers=config["workers"])
     evaluator = Evaluator(run)
     for arch in archs:
         path = unit_file(out, "score", f"{tag}_s{seed}__{arch_id(arch)}")
@@ -242,14 +245,17 @@ class Study:
             if result is None:
                 complete = complete and f"search_{tag}_s{seed}" in failed
                 continue
-            why = f"{tag} pick (seed {seed})"
-            key = arch_id(result["arch"])
-            if key in ids:
-                index = ids[key]
-                chosen[index] = (f"{chosen[index][0]}; {why}", chosen[index][1])
-            else:
-                ids[key] = len(chosen)
-                chosen.append((why, result["arch"]))
+            picks = [(f"{tag} pick (seed {seed})", result["arch"])]
+            if result["arch_warmup"] == "prior_art" and result.get("alpha_end"):
+                picks.append((f"{tag} argmax, no budget (seed {seed})", unconstrained_pick(result["alpha_end"])))
+            for why, arch in picks:
+                key = arch_id(arch)
+                if key in ids:
+                    index = ids[key]
+                    chosen[index] = (f"{chosen[index][0]}; {why}", chosen[index][1])
+                else:
+                    ids[key] = len(chosen)
+                    chosen.append((why, arch))
         return chosen, complete
 
     def pending(self, failed: set[str]) -> list[Unit]:
@@ -441,7 +447,12 @@ def markdown(data: dict, corr: dict) -> str:
     lines += ["", "**Search picks vs base**, stand-alone (mean over seeds), and what each search did:", "",
               "| search run | pick (m_16 m_21 m_25 m_29) | cost / base | val loss | val mAP50 | val mAP50-95 | arch steps | first arch iteration / iterations | largest probability change |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for label, r, s in [("base", base, None)] + [(run, by_id.get(arch_id(s["arch"])), s) for run, s in data["searches"].items()]:
+    entries: list[tuple[str, dict | None, dict | None]] = [("base", base, None)]
+    for run, s in data["searches"].items():
+        entries.append((run, by_id.get(arch_id(s["arch"])), s))
+        if s["arch_warmup"] == "prior_art" and s.get("alpha_end"):  # what the prior art itself would have kept
+            entries.append((f"{run}, argmax without a budget", by_id.get(arch_id(unconstrained_pick(s["alpha_end"]))), s))
+    for label, r, s in entries:
         if r is None:
             continue
         cells = [_fmt(_mean([r["train"][seed][m] for seed in seeds if seed in r["train"]]), 3 if m == "loss" else 4) for m in METRICS]
@@ -504,7 +515,7 @@ def main() -> int:
     parser.add_argument("--evaluations", type=int, default=8, help="spos: architectures scored by its evolution")
     parser.add_argument("--strategies", nargs="+", default=list(SEARCHES), choices=list(SEARCHES))
     parser.add_argument("--search-seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2, help="units run at the same time (one torch thread each)")
     parser.add_argument("--report-only", action="store_true", help="only build the tables from the finished units")
     parser.add_argument("--unit", nargs=2, metavar=("KIND", "NAME"), help=argparse.SUPPRESS)
