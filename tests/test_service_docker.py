@@ -72,3 +72,5 @@ def test_compose_matches_the_contract():
     assert devices[0]["capabilities"] == ["gpu"]
     assert all(volume.endswith(":/shared") for volume in stage["volumes"] + pm["volumes"])
     assert pm["command"][:3] == ["python", "-m", "project_manager_stub"]
+    # both run the image this repository builds: a service that only names it would be pulled (and fail)
+    assert pm["image"] == stage["image"] and pm["build"] == stage["build"] == "."
