@@ -36,8 +36,20 @@ def test_unexpected_exception_is_reported_failed(fault_stack):
     assert "nas_start" in updates
 
 
+def _run_dir(stack):
+    return stack.shared / "common" / "demo_user" / PROJECT / "neck_nas"
+
+
 def _pgid(stack) -> int:
-    return json.loads((stack.shared / "common" / "demo_user" / PROJECT / "neck_nas" / "status.json").read_text())["pgid"]
+    return json.loads((_run_dir(stack) / "status.json").read_text())["pgid"]
+
+
+def _wait_checkpoint(stack, timeout: float = 60) -> None:
+    """Until the stand-in search wrote its first checkpoint (what /resume needs)."""
+    deadline = time.monotonic() + timeout
+    while not (_run_dir(stack) / "last.pt").is_file():
+        assert time.monotonic() < deadline, f"no checkpoint within {timeout}s; job log:\n{stack.job_log()}"
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("fault_stack", ["hang"], indirect=True)
@@ -71,6 +83,7 @@ def test_stop_ends_a_job_that_ignores_sigterm_too(fault_stack):
 def test_job_dead_while_server_down_is_found_at_restart(fault_stack):
     assert fault_stack.call("start") == (200, "started")
     fault_stack.wait_for(("running",), 60)
+    _wait_checkpoint(fault_stack)
     pgid = _pgid(fault_stack)
     fault_stack.stage.stop(signal.SIGKILL)  # the server dies; the job, in its own session, lives on
     assert group_alive(pgid)

@@ -1,14 +1,19 @@
 """The stage's HTTP contract over loopback with real processes, for everything that ends before a search."""
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 
 from autonn_nas.service.local_stack import http_get
+from autonn_nas.service.queue import queue_turn
 from test_service_support import USER, fake_dataset, shared_stack, write_project  # noqa: F401 (fixture)
 
 ENDPOINTS = ("start", "stop", "resume", "status_request")
 BAD_IDS = ["../../etc", "..", ".", "a/b", "a b", "", "x" * 200, "%2e%2e", "user;rm", "..hidden", "a\\b"]
 CLASSIFICATION = "task_type : classification\ndataset : coco128_mini\n"
+JOB_TIMEOUT = 120  # seconds for a job process to start (it imports torch) on a shared 2-core CPU
 
 
 def _tree(root):
@@ -97,3 +102,48 @@ def test_stop_and_resume_without_a_job(shared_stack):
     shared_stack.call("start", project="idle")
     assert shared_stack.call("stop", project="idle") == (200, "stopped")  # nothing runs; the failed state stays
     assert shared_stack.call("status_request", project="idle") == (200, "failed")
+
+
+def _listed_dataset(shared, name: str = "listed_only") -> str:
+    """A dataset the job's own checks accept (an image file listed in each split) and that no test searches."""
+    folder = shared / "datasets" / name
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "images" / "a.jpg").write_bytes(b"")
+    (folder / "dataset.yaml").write_text("train: images\nval: images\nnc: 1\nnames: [thing]\n")
+    return name
+
+
+def _wait_phase(stack, project: str, phase: str) -> dict:
+    deadline, detail = time.monotonic() + JOB_TIMEOUT, {}
+    while time.monotonic() < deadline:
+        detail = stack.status(project=project)
+        if detail.get("phase") == phase:
+            return detail
+        time.sleep(0.2)
+    raise AssertionError(f"{project} never reached phase {phase}: {detail}; job log:\n{stack.job_log(project=project)}")
+
+
+def test_resume_refused_after_a_stop_while_queued(shared_stack):
+    write_project(shared_stack.shared, project="queued", dataset=_listed_dataset(shared_stack.shared))
+    # holding the machine's queue lock keeps the job waiting for its turn, before any search checkpoint exists
+    with queue_turn(shared_stack.root / "queue.lock"):
+        assert shared_stack.call("start", project="queued") == (200, "started")
+        _wait_phase(shared_stack, "queued", "queued")
+        assert shared_stack.call("stop", project="queued") == (200, "stopped")
+        assert shared_stack.call("resume", project="queued") == (400, "failed")
+    assert shared_stack.call("status_request", project="queued") == (200, "stopped")
+    assert "nothing to resume" in shared_stack.job_log(project="queued")
+
+
+def test_fresh_start_forgets_an_older_checkpoint(shared_stack):
+    project_dir = write_project(shared_stack.shared, project="stale_checkpoint")
+    fake_dataset(shared_stack.shared)  # dataset.yaml exists (all /start checks); its images do not: the job fails on its inputs
+    run_dir = project_dir / "neck_nas"
+    run_dir.mkdir(parents=True)
+    (run_dir / "last.pt").write_bytes(b"an older job's checkpoint")
+    (run_dir / "status.json").write_text(json.dumps({"status": "stopped", "job_id": "older"}))
+    assert shared_stack.call("start", project="stale_checkpoint") == (200, "started")
+    assert not (run_dir / "last.pt").exists()
+    assert shared_stack.wait_for(("completed", "failed"), JOB_TIMEOUT, project="stale_checkpoint")[-1] == "failed"
+    assert shared_stack.call("resume", project="stale_checkpoint") == (400, "failed")
+    assert shared_stack.call("status_request", project="stale_checkpoint") == (200, "failed")

@@ -192,6 +192,9 @@ def run_search(settings, on_event=None):
     if mode == "crash":
         raise RuntimeError("fake search blew up")
     for epoch in range(10_000):  # "hang": an endless search that reports progress
+        # like the real search, a resumable checkpoint before each epoch's event (only its existence matters here)
+        with open(os.path.join(settings.out, "last.pt"), "wb") as checkpoint:
+            checkpoint.write(b"fake checkpoint")
         on_event and on_event("epoch_summary", {"epoch": epoch, "epochs": 10_000, "phase": "supernet"})
         time.sleep(0.2)
 

@@ -60,9 +60,10 @@ class JobManager:
             state = self._reconciled(paths, st.read_status(paths))
             if state and state.get("status") in st.ACTIVE:
                 return st.STARTED, 200  # idempotent: the same project never runs twice
-            if resume and (not state or state.get("status") not in (st.FAILED, st.STOPPED)):
-                reason = "nothing to resume: " + (f"the last job is {state.get('status')}" if state else "no job was ever started")
-                log.warning("resume %s/%s refused: %s", paths.user_id, paths.project_id, reason)
+            reason = self._nothing_to_resume(paths, state) if resume else None
+            if reason:
+                append_to_log(paths, f"resume refused, nothing to resume: {reason}")
+                log.warning("resume %s/%s refused, nothing to resume: %s", paths.user_id, paths.project_id, reason)
                 return st.FAILED, 400
             try:
                 load_job_inputs(paths, resume=resume, nproc=self.config.nproc)
@@ -75,6 +76,8 @@ class JobManager:
                 return st.FAILED, 400
             if not resume:
                 paths.remove_outputs()
+                # a fresh search must not leave an older job's checkpoint for a later /resume to pick up
+                paths.search_checkpoint.unlink(missing_ok=True)
             job_id = uuid.uuid4().hex
             process = self._spawn(paths, job_id, resume)
             new_state = self._base_state(paths, state if resume else None) | {
@@ -89,6 +92,18 @@ class JobManager:
         threading.Thread(target=self._watch, args=(paths, job_id, process), daemon=True, name=f"watch-{job_id[:8]}").start()
         log.info("%s %s/%s: job %s pid %d", "resumed" if resume else "started", paths.user_id, paths.project_id, job_id[:8], process.pid)
         return st.STARTED, 200
+
+    @staticmethod
+    def _nothing_to_resume(paths: ProjectPaths, state: dict[str, Any] | None) -> str | None:
+        """Why /resume has nothing to continue, or None when the last job failed or stopped after its first checkpoint."""
+        if not state:
+            return "no job was ever started"
+        if state.get("status") not in (st.FAILED, st.STOPPED):
+            return f"the last job is {state.get('status')}"
+        if not paths.search_checkpoint.is_file():
+            return (f"the last job ({state.get('status')}) wrote no search checkpoint {paths.search_checkpoint}: "
+                    "it ended before its first epoch finished; start it again")
+        return None
 
     @staticmethod
     def _base_state(paths: ProjectPaths, previous: dict[str, Any] | None) -> dict[str, Any]:

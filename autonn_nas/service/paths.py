@@ -81,6 +81,11 @@ class ProjectPaths:
     def job_log(self) -> Path:
         return self.run_dir / "job.log"
 
+    @property
+    def search_checkpoint(self) -> Path:
+        """The search's resumable checkpoint (the run folder is the search's out folder: job_inputs.py)."""
+        return self.run_dir / "last.pt"
+
     def input(self, name: str) -> Path:
         return self.project_dir / name
 
