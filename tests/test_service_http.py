@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -147,3 +149,21 @@ def test_fresh_start_forgets_an_older_checkpoint(shared_stack):
     assert shared_stack.wait_for(("completed", "failed"), JOB_TIMEOUT, project="stale_checkpoint")[-1] == "failed"
     assert shared_stack.call("resume", project="stale_checkpoint") == (400, "failed")
     assert shared_stack.call("status_request", project="stale_checkpoint") == (200, "failed")
+
+
+def test_unknown_route_and_wrong_method_are_client_errors(shared_stack):
+    stage_log = shared_stack.root / "stage.log"
+    logged_before = stage_log.stat().st_size
+    assert http_get(f"{shared_stack.stage_url}/nope?user_id={USER}&project_id=p") == (404, "failed")
+    post = urllib.request.Request(f"{shared_stack.stage_url}/start?user_id={USER}&project_id=p", data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(post, timeout=10)
+    assert refused.value.code == 405 and refused.value.read().decode() == "failed"
+    assert "GET" in refused.value.headers["Allow"]
+    post = urllib.request.Request(f"{shared_stack.stage_url}/status?user_id={USER}&project_id=p", data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(post, timeout=10)
+    assert refused.value.code == 405 and json.loads(refused.value.read())["status"] == "failed"
+    with open(stage_log, "rb") as log:
+        log.seek(logged_before)
+        assert b"Traceback" not in log.read()

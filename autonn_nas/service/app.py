@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from autonn_nas.service import state as st
 from autonn_nas.service.config import ServiceConfig
@@ -38,6 +39,21 @@ def create_app(config: ServiceConfig | None = None, manager: JobManager | None =
         if request.path == "/status":
             return jsonify({"status": st.FAILED, "error": str(exc)}), 400
         return _word(st.FAILED, 400)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        # an unknown route (404) or a wrong method (405) is the caller's mistake, not a server failure: its own
+        # code, the usual short answer, and its headers (405's Allow), without a traceback in the log
+        log.warning("%s %s: %s %s", request.method, request.path, exc.code, exc.name)
+        if request.path == "/status":
+            response = jsonify({"status": st.FAILED, "error": f"{exc.code} {exc.name}"})
+            response.status_code = exc.code or 500
+        else:
+            response = _word(st.FAILED, exc.code or 500)
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def internal(exc: Exception):
