@@ -94,6 +94,8 @@ def test_checkpoint_rebuilds_the_model_and_val_command_prints_metrics(tmp_path, 
     assert cli_main(["val", "--data", settings.data, "--weights", str(tmp_path / "run" / "best.pt"), "--device", "cpu", "--workers", "0", "--batch", "2"]) == 0
     out = capsys.readouterr().out
     assert "mAP50-95" in out and "speed per image at 64 px" in out
+    assert cli_main(["train", "--out", str(tmp_path / "nodata")]) == 2  # a user error: a message, no traceback
+    assert "--data is required" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -108,3 +110,4 @@ def test_small_model_overfits_a_handful_of_images(tmp_path):
     elapsed = time.perf_counter() - started
     print(f"overfit: mAP50 {summary['final']['map50']:.3f}, mAP50-95 {summary['final']['map']:.3f} in {elapsed:.0f} s")
     assert summary["final"]["map50"] >= 0.5
+    assert elapsed < 600  # "a few minutes" of CPU (about 1 min on a 2-core VM); far slower means something regressed

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from autonn_nas.train.trainer import run_training
 
     if not args.data and not args.resume:
-        raise SystemExit("autonn-nas train: --data is required (a YOLO dataset.yaml) unless --resume is given")
+        raise ValueError("--data is required (a YOLO dataset.yaml) unless --resume is given")
     settings = TrainSettings(
         data=args.data or "",
         cfg=args.cfg,

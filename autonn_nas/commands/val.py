@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from autonn_nas.data import YoloDataset, create_dataloader, load_dataset_config
-    from autonn_nas.train.checkpoint import load_checkpoint, model_from_checkpoint
+    from autonn_nas.train.checkpoint import checkpoint_img_size, load_checkpoint, model_from_checkpoint
     from autonn_nas.train.evaluate import evaluate
     from autonn_nas.utils.device import select_device
 
@@ -29,10 +29,10 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.weights)
     data = load_dataset_config(args.data)
     if int(checkpoint.get("nc") or data.nc) != data.nc:
-        raise SystemExit(f"{args.weights} was trained for {checkpoint['nc']} classes but {args.data} has nc={data.nc}")
-    img_size = args.img or int((checkpoint.get("settings") or {}).get("img_size") or 640)
+        raise ValueError(f"{args.weights} was trained for {checkpoint['nc']} classes but {args.data} has nc={data.nc}")
+    img_size = args.img or checkpoint_img_size(checkpoint)
     if img_size % 32:
-        raise SystemExit(f"--img must be a multiple of 32 (the largest stride), got {img_size}")
+        raise ValueError(f"--img must be a multiple of 32 (the largest stride), got {img_size}")
     model = model_from_checkpoint(checkpoint, device)
     dataset = YoloDataset.from_config(data, "val", img_size, augment=False)
     loader = create_dataloader(dataset, batch_size=args.batch, shuffle=False, workers=args.workers, seed=0)

@@ -16,12 +16,11 @@ from autonn_nas.export.fuse import fuse_conv_bn
 from autonn_nas.export.verify import Agreement, compare
 from autonn_nas.models.choice import searchable_blocks
 from autonn_nas.models.yolo import Model
-from autonn_nas.train.checkpoint import load_checkpoint, model_from_checkpoint
+from autonn_nas.train.checkpoint import checkpoint_img_size, load_checkpoint, model_from_checkpoint
 from autonn_nas.utils.device import select_device
 
 # format -> file suffix; the file goes next to the weights by default (bestmodel.pt -> bestmodel.onnx)
 FORMATS: dict[str, str] = {"onnx": ".onnx", "torchscript": ".torchscript"}
-DEFAULT_IMG_SIZE = 640
 SYNTHETIC_SEED = 0
 SYNTHETIC_IMAGES = 2
 
@@ -49,12 +48,6 @@ class ExportResult:
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "img_size": self.img_size, "half": self.half,
                 "dynamic": self.dynamic, "agreement": self.agreement.to_dict()}
-
-
-def checkpoint_img_size(checkpoint: dict[str, Any]) -> int:
-    """The input size the weights were trained/searched at (bestmodel.pt: img_size; train: settings.img_size)."""
-    size = checkpoint.get("img_size") or (checkpoint.get("settings") or {}).get("img_size")
-    return int(size) if size else DEFAULT_IMG_SIZE
 
 
 def default_output(weights: str | Path, fmt: str) -> Path:

@@ -17,6 +17,7 @@ import torch.nn as nn
 from autonn_nas.utils.files import atomic_torch_save
 
 RESUME_KEYS = ("train_state_dict", "optimizer", "ema", "scaler", "rng")
+DEFAULT_IMG_SIZE = 640  # what a checkpoint that does not say its size was trained at (Scaled-YOLOv4's P5 default)
 
 
 def rng_states(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
@@ -75,3 +76,9 @@ def model_from_checkpoint(checkpoint: dict[str, Any], device: str | torch.device
     if checkpoint.get("names") is not None:
         model.names = list(checkpoint["names"])
     return model.to(device).eval()
+
+
+def checkpoint_img_size(checkpoint: dict[str, Any]) -> int:
+    """The input size the weights were trained or searched at (bestmodel.pt: img_size; train's: settings.img_size)."""
+    size = checkpoint.get("img_size") or (checkpoint.get("settings") or {}).get("img_size")
+    return int(size) if size else DEFAULT_IMG_SIZE
