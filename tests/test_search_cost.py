@@ -132,6 +132,16 @@ def test_with_flops_the_cheapest_is_the_base_cost(tiny):
     budget = resolve_budget(table, None, 10)
     assert budget.limit == budget.base_cost == budget.cheapest_cost
     assert {name for arch in feasible_architectures(table, budget) for name in arch.values()} == {"k3_relu", "k3_leaky", "k3_mish"}
+    # so a level cannot tighten a budget of 1.0 here, and the search says so instead of staying silent
+    assert budget.level_without_effect and "has no effect" in budget.to_dict()["note"]
+    assert resolve_budget(table, None, 0).note() is None
+    roomy = resolve_budget(table, 1.2, 5)  # above the cheapest, a level does tighten
+    assert not roomy.level_without_effect and roomy.limit < 1.2 * roomy.base_cost
+
+
+def test_levels_tighten_a_toy_table_without_a_note():
+    table = _toy_table()
+    assert all(resolve_budget(table, None, level).note() is None for level in range(11))
 
 
 @pytest.mark.parametrize("ratio", [1.0, 1.08, 1.3])

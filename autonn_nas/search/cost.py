@@ -304,8 +304,24 @@ class Budget:
     def allows(self, cost: float) -> bool:
         return cost <= self.limit * (1 + _TOLERANCE) + _TOLERANCE
 
+    @property
+    def level_without_effect(self) -> bool:
+        """A lightweight_level above 0 that cannot tighten anything: the requested budget already is the cheapest
+        architecture's cost. With params or FLOPs and a budget of 1.0 that is always so, because every 3x3
+        candidate costs what the base block costs (activations are free in those measures)."""
+        requested = self.ratio * self.base_cost
+        return bool(self.lightweight_level) and self.cheapest_cost >= requested * (1 - _TOLERANCE) - _TOLERANCE
+
+    def note(self) -> str | None:
+        if not self.level_without_effect:
+            return None
+        return (f"lightweight_level {self.lightweight_level} has no effect: measured as {self.measure}, the cheapest architecture "
+                f"already costs the requested budget ({self.ratio:g} x base); use the latency measure, where ReLU and "
+                "LeakyReLU are cheaper than Mish, to trade accuracy for speed")
+
     def to_dict(self) -> dict:
         return {
+            "note": self.note(),
             "measure": self.measure,
             "limit": self.limit,
             "limit_ratio_to_base": self.limit / self.base_cost if self.base_cost else None,
