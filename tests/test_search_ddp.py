@@ -113,3 +113,11 @@ def test_global_batch_shards_are_the_single_process_batches():
     assert all(len(GlobalBatchShard(order, 4, DistContext(rank, 2))) == 5 for rank in (0, 1))
     with pytest.raises(ValueError, match="divisible"):
         GlobalBatchShard(order, 5, DistContext(0, 2))
+
+
+@pytest.mark.parametrize("processes", [1, 3, 8])
+def test_default_gpu_batch_is_16_per_process_so_any_count_divides_it(processes):
+    gpu = SearchSettings(data="d.yaml").resolve_defaults(on_gpu=True, processes=processes)
+    assert gpu.batch_size == 16 * processes and gpu.batch_size % processes == 0
+    assert SearchSettings(data="d.yaml", batch_size=24).resolve_defaults(on_gpu=True, processes=processes).batch_size == 24  # as asked
+    assert SearchSettings(data="d.yaml").resolve_defaults(on_gpu=False, processes=processes).batch_size == 8

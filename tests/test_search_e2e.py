@@ -55,7 +55,8 @@ def test_search_writes_a_derived_model_within_budget(strategy, searches):
     out = result.out_dir
     for name in ("arch.json", "neck_nas_model.yaml", "bestmodel.pt", "report.json", "report.md", "last.pt", "history.json", "files_read.json", "cost_table.json"):
         assert (out / name).is_file(), name
-    assert (out / ("spos_scores.png" if strategy == "spos" else "alpha.png")).is_file()
+    assert (out / "alpha.png").is_file() and not (out / "spos_scores.png").exists()
+    assert json.loads(result.report.read_text())["files"]["plots"] == {"alpha": str(out / "alpha.png")}
     assert Architecture.load(out / "arch.json") == result.arch
     report = json.loads(result.report.read_text())
     assert report["derived"]["within_budget"] and report["derived"]["cost"] <= report["budget"]["limit"] * (1 + 1e-9)
@@ -69,6 +70,12 @@ def test_search_writes_a_derived_model_within_budget(strategy, searches):
     assert not searchable_blocks(model)
     assert build_model(result.model_yaml).state_dict().keys() == model.state_dict().keys()
     assert checkpoint["arch"] == result.arch.to_dict()
+    # the derived weights are the supernet's moving average (BN statistics aside: recalibrated), not its last weights
+    last = load_checkpoint(out / "last.pt")
+    assert last["ema"]["updates"] > 0
+    first_conv = "model.0.conv.weight"
+    assert torch.equal(checkpoint["state_dict"][first_conv], last["ema"]["state_dict"][first_conv])
+    assert not torch.equal(checkpoint["state_dict"][first_conv], last["state_dict"][first_conv])
     kinds = [u for u, _ in events]
     assert kinds[0] == "nas_start" and kinds[-1] == "nas_end" and kinds.count("epoch_summary") == 2
     assert ("evolution_search" in kinds) == (strategy == "spos")
@@ -125,6 +132,8 @@ def test_resumed_search_ends_like_an_uninterrupted_one(strategy, searches, tmp_p
     if "alpha" in b["strategy"]:
         assert torch.equal(a["strategy"]["alpha"], b["strategy"]["alpha"])
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in b["state_dict"])
+    assert a["ema"]["updates"] == b["ema"]["updates"]
+    assert all(torch.equal(a["ema"]["state_dict"][k], b["ema"]["state_dict"][k]) for k in b["ema"]["state_dict"])
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -137,7 +146,7 @@ def test_reopened_search_scores_its_pick_as_the_search_did(strategy, searches):
     run = SearchRun.reopen(result.out_dir, device="cpu", workers=0)
     assert run.settings.strategy == strategy and run.start_epoch == TINY["epochs"]  # training is over: nothing to redo
     last = load_checkpoint(result.out_dir / "last.pt")
-    assert all(torch.equal(value, last["state_dict"][key]) for key, value in run.model.state_dict().items())
+    assert all(torch.equal(value, last["ema"]["state_dict"][key]) for key, value in run.model.state_dict().items())  # as derived
     if run.strategy.alpha is not None:
         assert torch.equal(run.strategy.alpha.detach(), last["strategy"]["alpha"])
     val = Evaluator(run).val_metrics(result.arch)
@@ -220,6 +229,33 @@ def test_cli_search_and_its_errors(tmp_path, capsys):
     assert main(["search", "--out", str(out), "--device", "cpu"]) == 2
     assert "no dataset given" in capsys.readouterr().err
     assert main(["search", "--out", str(out), "--resume", "--device", "cpu", "--no-progress"]) == 0  # a finished run: derives again
+
+
+def test_cli_val_reads_a_derived_model_at_its_search_size(searches, tmp_path, capsys):
+    result, _ = searches["proxyless"]
+    predictions = tmp_path / "predictions.json"
+    args = ["val", "--data", str(DATA), "--weights", str(result.weights), "--device", "cpu", "--workers", "0",
+            "--save-json", str(predictions)]
+    assert main(args) == 0
+    assert f"at {TINY['img_size']} px" in capsys.readouterr().out  # bestmodel.pt keeps its size at the top level
+    rows = json.loads(predictions.read_text())
+    assert isinstance(rows, list) and all({"image_id", "category_id", "bbox", "score"} <= set(r) for r in rows)
+    assert main(args + ["--img", "65"]) == 2
+    assert "multiple of 32" in capsys.readouterr().err
+
+
+def test_search_on_a_dataset_whose_val_is_its_train_warns_and_reports_it(searches, tmp_path, caplog):
+    names = DATA.read_text().split("names:", 1)[1]
+    train = DATA.parent / "images" / "train2017"
+    same = tmp_path / "same.yaml"
+    same.write_text(f"train: {train}\nval: {train}\nnc: 80\nnames:{names}")
+    with caplog.at_level("WARNING"):
+        result = run_search(tiny_settings(tmp_path / "run", "proxyless", data=str(same), epochs=1))
+    report = json.loads(result.report.read_text())
+    assert report["dataset"]["train_val_overlap"] == report["dataset"]["val"] == 32
+    assert "in both train and val" in caplog.text
+    clean, _ = searches["proxyless"]
+    assert json.loads(clean.report.read_text())["dataset"]["train_val_overlap"] == 0
 
 
 def test_cuda_memory_probe_leaves_the_supernet_as_it_was(tmp_path):

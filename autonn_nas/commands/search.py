@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, default=d.strategy, help=f"search strategy (default {d.strategy})")
     parser.add_argument("--epochs", type=int, help="supernet training epochs (default: 3 on CPU, 50 on CUDA)")
     parser.add_argument("--img", "--img-size", dest="img_size", type=int, help="image size, a multiple of 32 (default: 256 on CPU, 640 on CUDA)")
-    parser.add_argument("--batch", "--batch-size", dest="batch_size", type=int, help="batch size (default: 8 on CPU, 16 on CUDA, halved on CUDA out-of-memory)")
+    parser.add_argument("--batch", "--batch-size", dest="batch_size", type=int, help="global batch size (default: 8 on CPU; on CUDA 16 per GPU, halved on out-of-memory in a single process)")
     parser.add_argument("--width", type=float, help="width_multiple (default: 0.25 on CPU, the YAML's on CUDA)")
     parser.add_argument("--depth", type=float, help="depth_multiple (default: 0.33 on CPU, the YAML's on CUDA)")
     parser.add_argument("--budget", type=float, help="most the derived model may cost, relative to the base model (default 1.0)")

@@ -194,9 +194,10 @@ def finish(run: "SearchRun", started: float) -> "SearchResult | None":
         evaluated = [e.to_dict() for e in run.strategy.evaluated]
         atomic_write_json(out / "spos_evaluated.json", evaluated)
         spos_report = {"mode": run.strategy.search_mode, "evaluated": len(evaluated), "score": "held-out fitness (0.1 mAP50 + 0.9 mAP50-95), ties by held-out loss", "top": evaluated[:10]}
-        if plot_spos_scores(evaluated, run.budget.limit, run.budget.base_cost, arch, out / "spos_scores.png"):
-            plots["spos_scores"] = str(out / "spos_scores.png")
-    if plot_alpha(run.history, out / "alpha.png"):
+        # spos has no probabilities to chart: its alpha.png is the cost-vs-score scatter, with the budget line
+        if plot_spos_scores(evaluated, run.budget.limit, run.budget.base_cost, arch, out / "alpha.png"):
+            plots["alpha"] = str(out / "alpha.png")
+    elif plot_alpha(run.history, out / "alpha.png"):
         plots["alpha"] = str(out / "alpha.png")
     files_read = atomic_write_json(out / "files_read.json", run.files.state_dict())
     run.seconds["final"] = time.perf_counter() - final_started
@@ -210,7 +211,7 @@ def finish(run: "SearchRun", started: float) -> "SearchResult | None":
         "batch_changes": run.batch_changes,
         "warm_start": s.weights,
         "dataset": {"yaml": str(s.data), "train_part": len(run.data.train_part), "holdout": len(run.data.holdout), "val": len(run.data.val),
-                    "holdout_fraction": s.holdout_fraction, "files_read": run.files.counts(), "files_read_list": str(files_read)},
+                    "train_val_overlap": run.data.train_val_overlap, "holdout_fraction": s.holdout_fraction, "files_read": run.files.counts(), "files_read_list": str(files_read)},
         "cost_model": {"measure": run.cost.measure, "unit": run.cost.unit, "source": run.cost.source, "table": str(out / "cost_table.json")},
         "budget": run.budget.to_dict(),
         "arch_schedule": {**run.arch_schedule.to_dict(),

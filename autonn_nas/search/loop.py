@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator
 import torch
 
 from autonn_nas.search.strategies.base import SearchStrategy
+from autonn_nas.train.ema import ModelEMA
 from autonn_nas.train.epoch import EpochResult, images_to_input, train_one_epoch
 
 ARCH_WARMUP_FRACTION = 0.25  # of all iterations: weight-only warm-up so the candidates are not random when compared
@@ -107,8 +108,10 @@ def train_supernet_epoch(
     progress: bool = True,
     description: str | None = None,
     model: torch.nn.Module | None = None,
+    ema: ModelEMA | None = None,
 ) -> SearchEpochResult:
-    """`model`: what the weight steps run (the DDP wrapper of strategy.model under torchrun)."""
+    """`model`: what the weight steps run (the DDP wrapper of strategy.model under torchrun); `ema`, if given,
+    follows every weight update."""
     model = strategy.model if model is None else model
     holdout = cycle(holdout_loader) if strategy.has_arch_weights else None
     logs: list[dict[str, float]] = []
@@ -121,7 +124,7 @@ def train_supernet_epoch(
 
     result = train_one_epoch(
         model, train_loader, loss_fn, optimizer, schedule, epoch, device,
-        scaler=scaler, progress=progress, description=description, on_batch_start=before_batch,
+        scaler=scaler, ema=ema, progress=progress, description=description, on_batch_start=before_batch,
     )
 
     def mean(key: str) -> float | None:

@@ -1,5 +1,5 @@
 """The search's human-facing outputs: report.json, report.md, alpha.png (candidate probabilities per
-block over the epochs) and, for spos, spos_scores.png (score against cost of every evaluated
+block over the epochs; for spos, which has none, the score against the cost of every evaluated
 architecture, with the budget line)."""
 from __future__ import annotations
 

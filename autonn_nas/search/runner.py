@@ -6,7 +6,7 @@ budget, supernet training (weight steps / architecture steps, a checkpoint every
 derived and the base architecture, bestmodel.pt), reports.
 
 Outputs in settings.out: search.log, last.pt (resumable), history.json, files_read.json, arch.json,
-neck_nas_model.yaml, bestmodel.pt, report.json, report.md, alpha.png (spos: spos_scores.png),
+neck_nas_model.yaml, bestmodel.pt, report.json, report.md, alpha.png (spos: its score-vs-cost scatter),
 cost_table.json.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ from autonn_nas.search.strategies import strategy_class
 from autonn_nas.search.warm_start import warm_start
 from autonn_nas.train.anchors import check_anchor_fit, label_wh_at_size
 from autonn_nas.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from autonn_nas.train.ema import ModelEMA
 from autonn_nas.train.epoch import make_grad_scaler
 from autonn_nas.train.hyp import merge_hyp
 from autonn_nas.train.loss import DetectionLoss, scaled_loss_gains
@@ -70,6 +71,7 @@ class SearchData:
     holdout: Any
     val: Any
     recal: Any  # the training part without augmentation (BN recalibration)
+    train_val_overlap: int = 0  # images in both splits (a warning; reported)
 
 
 def _build_data(s: SearchSettings, hyp: dict[str, float]) -> SearchData:
@@ -82,8 +84,14 @@ def _build_data(s: SearchSettings, hyp: dict[str, float]) -> SearchData:
             f"{s.data}: the train split has {len(config.train)} images, too few to hold out {s.holdout_fraction:.0%} "
             "for architecture decisions and keep the rest for weights; add images or change holdout_fraction"
         )
-    make = lambda files, augment: YoloDataset(files, s.img_size, augment=augment, hyp=hyp, nc=config.nc, seed=s.seed)  # noqa: E731
-    return SearchData(config, make(train_files, True), make(holdout_files, False), make(config.val, False), make(train_files, False))
+    shared = len({Path(f).resolve() for f in config.train} & {Path(f).resolve() for f in config.val})
+    if shared:  # e.g. a dataset.yaml with train == val: the held-out part would be val, and val no longer unseen
+        log.warning("%s: %d image(s) are in both train and val: architecture decisions read some val images and the val "
+                    "figures are not held-out figures; give val images of its own", s.data, shared)
+    make = lambda files, augment: YoloDataset(  # noqa: E731
+        files, s.img_size, augment=augment, hyp=hyp, nc=config.nc, names=config.names, seed=s.seed)
+    return SearchData(config, make(train_files, True), make(holdout_files, False), make(config.val, False), make(train_files, False),
+                      train_val_overlap=shared)
 
 
 def _loader(dataset: Any, batch_size: int, shuffle: bool, s: SearchSettings, context: distributed.DistContext = distributed.DistContext()) -> Any:
@@ -130,7 +138,7 @@ class SearchRun:
             self.checkpoint = load_checkpoint(last)
             saved = SearchSettings.from_mapping(self.checkpoint["settings"], source=str(last))
             settings = dataclasses.replace(saved, **{k: getattr(settings, k) for k in RESUME_OVERRIDABLE})
-        self.settings = settings.resolve_defaults(on_gpu=self.device.type == "cuda")
+        self.settings = settings.resolve_defaults(on_gpu=self.device.type == "cuda", processes=self.dist.world_size)
         self.settings.validate()
         if not self.settings.data:
             raise ValueError("no dataset given: set data to a YOLO dataset.yaml")
@@ -146,6 +154,7 @@ class SearchRun:
         cost table and strategy state, e.g. to score more architectures with final.Evaluator afterwards."""
         run = cls(SearchSettings(out=str(out), resume=True, device=device, workers=workers, progress=False))
         run._setup()
+        run._use_ema_weights()  # what the search derived and scored with
         return run
 
     # -- setup ---------------------------------------------------------------------------------------
@@ -164,6 +173,8 @@ class SearchRun:
         # rank 0's cost table everywhere: measured latencies differ a little from rank to rank
         self.cost = distributed.broadcast_object(build_cost_table(self.model, s.img_size, s.cost_measure, self.device, s.latency_table))
         self.budget = resolve_budget(self.cost, s.budget, s.lightweight_level)
+        if self.budget.note() and self.dist.is_main and self.checkpoint is None:
+            log.warning("%s", self.budget.note())
         if self.dist.is_main:
             atomic_write_json(self.out / "cost_table.json", self.cost.to_dict())
         detect = self.model.detect
@@ -176,6 +187,7 @@ class SearchRun:
             with torch.no_grad():
                 noise = torch.randn(self.strategy.alpha.shape, generator=torch.Generator().manual_seed(s.seed)) * 1e-3
                 self.strategy.alpha.copy_(noise.to(self.strategy.alpha.device))
+        self.ema = ModelEMA(self.model)  # before the SyncBatchNorm conversion: the average keeps plain BN layers
         self.batch_size = int(self.checkpoint["batch_size"]) if self.checkpoint else s.batch_size
         if self.device.type == "cuda" and self.checkpoint is None and not self.dist.enabled:
             self.batch_size = fit_batch_size(self._memory_probe, self.batch_size)
@@ -236,11 +248,21 @@ class SearchRun:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
+    def _use_ema_weights(self) -> None:
+        """After training, the supernet's moving average replaces its last weights for all that follows (the
+        derivation, spos's scoring, bestmodel.pt), as `autonn-nas train` ships its EMA: the average depends less
+        on which paths the last few steps happened to sample. last.pt keeps both, so training can go on."""
+        self.model.load_state_dict(self.ema.ema.state_dict())
+
     # -- checkpoints ---------------------------------------------------------------------------------
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         self.model.load_state_dict(checkpoint["state_dict"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scaler.load_state_dict(checkpoint["scaler"])
+        if "ema" in checkpoint:
+            self.ema.load_state_dict(checkpoint["ema"])
+        else:  # written before the supernet kept an average: the average starts from the restored weights
+            self.ema.ema.load_state_dict(self.model.state_dict())
         self.strategy.load_state_dict(checkpoint["strategy"])
         self.history = list(checkpoint["history"])
         self.batch_changes = list(checkpoint.get("batch_changes", []))
@@ -269,6 +291,7 @@ class SearchRun:
             "strategy": self.strategy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict(),
             "rng": rng_states(self._generators()),
             "history": self.history,
             "batch_changes": self.batch_changes,
@@ -291,7 +314,7 @@ class SearchRun:
                 result = train_supernet_epoch(
                     self.strategy, self.train_loader, self.holdout_loader, self.train_loss, self.optimizer, self.schedule,
                     self.arch_schedule, epoch, self.device, scaler=self.scaler, progress=s.progress and self.dist.is_main,
-                    description=f"{s.strategy} {epoch + 1}/{s.epochs}", model=self.train_model,
+                    description=f"{s.strategy} {epoch + 1}/{s.epochs}", model=self.train_model, ema=self.ema,
                 )
                 break
             except torch.OutOfMemoryError as error:  # torch.cuda.OutOfMemoryError is this class
@@ -369,10 +392,12 @@ class SearchRun:
         self.seconds["total_before_final"] = time.perf_counter() - started
         distributed.dump_debug_state(self.dist, self.model, self.strategy.alpha)
         if not self.dist.enabled:
+            self._use_ema_weights()
             return final.finish(self, started)
         # plain BN again: each rank runs sub-networks on its own (spos: its share of the candidates), without DDP;
         # the evaluation of the chosen architecture and the outputs are rank 0's while the others wait
         self.model = distributed.revert_sync_batchnorm(self.model)
+        self._use_ema_weights()  # the same on every rank: every rank made the same updates
         result = final.finish(self, started)
         distributed.barrier()
         return distributed.result_from_portable(distributed.broadcast_object(None if result is None else distributed.portable_result(result)))

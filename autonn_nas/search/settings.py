@@ -89,10 +89,11 @@ class SearchSettings:
         if not 0.0 < self.holdout_fraction < 1.0:
             fail(f"holdout_fraction must be between 0 and 1, got {self.holdout_fraction!r}")
 
-    def resolve_defaults(self, on_gpu: bool) -> "SearchSettings":
-        """Fill unset sizes: a few-minute run on CPU; the real configuration on a GPU."""
+    def resolve_defaults(self, on_gpu: bool, processes: int = 1) -> "SearchSettings":
+        """Fill unset sizes: a few-minute run on CPU; the real configuration on a GPU, with a default batch of
+        16 images per GPU (the batch is global: under torchrun it is split over the `processes`)."""
         if on_gpu:
-            defaults = dict(epochs=50, img_size=640, batch_size=16, width=None, depth=None, workers=8)
+            defaults = dict(epochs=50, img_size=640, batch_size=16 * processes, width=None, depth=None, workers=8)
         else:
             defaults = dict(epochs=3, img_size=256, batch_size=8, width=0.25, depth=0.33, workers=2)
         changes = {k: v for k, v in defaults.items() if getattr(self, k) is None}
