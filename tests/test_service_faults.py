@@ -71,6 +71,8 @@ def test_stop_ends_a_job_that_ignores_sigterm_too(fault_stack):
     assert fault_stack.call("start") == (200, "started")
     fault_stack.wait_for(("running",), 60)
     pgid = _pgid(fault_stack)
+    job_id = json.loads((_run_dir(fault_stack) / "status.json").read_text())["job_id"]
+    assert group_alive(pgid, job_id) and not group_alive(pgid, "another job")  # the job's processes carry its id
     os.kill(pgid, signal.SIGSTOP)  # a stuck process: SIGTERM cannot run its handler, SIGKILL must follow
     started = time.monotonic()
     assert fault_stack.call("stop") == (200, "stopped")

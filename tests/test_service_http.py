@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -10,6 +11,7 @@ import pytest
 
 from autonn_nas.service.local_stack import http_get
 from autonn_nas.service.queue import queue_turn
+from autonn_nas.service.state import process_start_ticks
 from test_service_support import USER, fake_dataset, shared_stack, write_project  # noqa: F401 (fixture)
 
 ENDPOINTS = ("start", "stop", "resume", "status_request")
@@ -167,3 +169,23 @@ def test_unknown_route_and_wrong_method_are_client_errors(shared_stack):
     with open(stage_log, "rb") as log:
         log.seek(logged_before)
         assert b"Traceback" not in log.read()
+
+
+def test_stop_leaves_a_reused_process_group_alone(shared_stack):
+    """After a restart the recorded job pid and process group can be another process's: /stop must not signal it."""
+    run_dir = write_project(shared_stack.shared, project="ghost") / "neck_nas"
+    run_dir.mkdir(parents=True)
+    stranger = subprocess.Popen(["sleep", "120"], start_new_session=True)  # now holds the recorded pid and group id
+    try:
+        # the recorded job started before this process did: its pid was reused
+        (run_dir / "status.json").write_text(json.dumps({
+            "status": "running", "job_id": "gone", "pid": stranger.pid, "pgid": stranger.pid,
+            "pid_start": process_start_ticks(stranger.pid) - 1}))
+        assert shared_stack.call("stop", project="ghost") == (200, "stopped")
+        time.sleep(0.5)
+        assert stranger.poll() is None, "the stranger's process group was signalled"
+        detail = shared_stack.status(project="ghost")
+        assert detail["status"] == "failed" and "no longer running" in detail["error"], detail
+    finally:
+        stranger.kill()
+        stranger.wait()

@@ -119,7 +119,8 @@ class JobManager:
             # start_new_session: own process group, so /stop reaches the DataLoader workers too, and signals
             # sent to the server (Ctrl-C, docker stop) do not reach the job.
             return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=job_log, stderr=subprocess.STDOUT,
-                                    cwd=paths.run_dir, start_new_session=True, close_fds=True)
+                                    cwd=paths.run_dir, start_new_session=True, close_fds=True,
+                                    env=os.environ | {st.JOB_ID_ENV: job_id})
 
     def _watch(self, paths: ProjectPaths, job_id: str, process: subprocess.Popen) -> None:
         code = process.wait()
@@ -136,7 +137,10 @@ class JobManager:
         return self._mark_failed(paths, state, "the job process is no longer running (killed, out of memory, or the machine restarted)")
 
     def _mark_failed(self, paths: ProjectPaths, state: dict[str, Any], reason: str) -> dict[str, Any]:
-        _signal_group(state.get("pgid"), signal.SIGKILL)  # leftovers such as DataLoader workers
+        # Leftovers such as DataLoader workers are killed, but only processes of this job: after a restart the
+        # recorded process group id may have been reused by another process (another project's job, even).
+        if state.get("job_id") and st.group_alive(state.get("pgid"), state["job_id"]):
+            _signal_group(state.get("pgid"), signal.SIGKILL)
         paths.remove_outputs()
         state = st.write_status(paths, state | {"status": st.FAILED, "phase": "died", "error": reason, "finished_at": st.now_iso()})
         append_to_log(paths, f"job {state.get('job_id')} failed: {reason}")
@@ -171,9 +175,11 @@ class JobManager:
         if not paths.status_file.is_file():
             return st.FAILED, 400  # no job was ever started for this project
         with st.locked(paths):
-            state = st.read_status(paths) or {}
+            # A job whose process is gone is marked failed first (and reported), and never signalled: its recorded
+            # process group may belong to another process by now (a container restart starts pids afresh).
+            state = self._reconciled(paths, st.read_status(paths)) or {}
             if state.get("status") not in st.ACTIVE:
-                return st.STOPPED, 200  # nothing runs; a finished job keeps its state and outputs
+                return st.STOPPED, 200  # nothing runs: a finished job keeps its state and outputs, a dead one is now failed
             # Written first, under the lock, so a job finishing at this moment cannot place its outputs.
             st.write_status(paths, state | {"status": st.STOPPED, "phase": "stopped", "finished_at": st.now_iso(), "eta_s": None})
             append_to_log(paths, f"stop requested for job {state.get('job_id')}")

@@ -18,6 +18,9 @@ from autonn_nas.service.paths import ProjectPaths
 from autonn_nas.utils.files import atomic_write_json
 
 READY, STARTED, RUNNING, COMPLETED, FAILED, STOPPED = "ready", "started", "running", "completed", "failed", "stopped"
+# In every job process's environment, inherited by its loader workers and ranks: it tells the job's processes
+# from others that, after a restart, reuse the recorded process group id.
+JOB_ID_ENV = "NAS_JOB_ID"
 ACTIVE = (STARTED, RUNNING)
 FINISHED = (COMPLETED, FAILED, STOPPED)
 
@@ -84,8 +87,17 @@ def process_alive(pid: int | None, start_ticks: int | None = None) -> bool:
     return start_ticks is None or process_start_ticks(pid) == start_ticks
 
 
-def group_alive(pgid: int | None) -> bool:
-    """True while a live (non-zombie) process of the job's process group is left.
+def _carries_job_id(pid: str, job_id: str) -> bool:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False  # gone, or another user's: not the job's
+    return f"{JOB_ID_ENV}={job_id}".encode() in environ
+
+
+def group_alive(pgid: int | None, job_id: str | None = None) -> bool:
+    """True while a live (non-zombie) process of the job's process group is left; with `job_id`, only the
+    processes that carry it count (without /proc nothing can be told apart: any member counts).
 
     Zombies are ignored: after a server restart the job is no longer our child, and where the server is
     PID 1 of a container nobody may reap it.
@@ -108,7 +120,7 @@ def group_alive(pgid: int | None) -> bool:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X") and (job_id is None or _carries_job_id(entry.name, job_id)):
             return True
     return False
 
