@@ -1,7 +1,8 @@
 """One search at a time per machine: a job waits for an exclusive lock on a file before it searches.
 
 A second project's /start while a search runs is accepted (`started`) and its job waits here with phase
-`queued`; jobs then run in turn. The lock is released by the kernel when the process ends, however it ends.
+`queued`; jobs then run one at a time. The lock is released by the kernel when the process ends, however it
+ends. Among several waiting jobs the order is not guaranteed (the kernel wakes the waiters and one wins).
 """
 from __future__ import annotations
 
