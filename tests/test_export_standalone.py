@@ -78,7 +78,7 @@ def test_outputs_and_info_keys(project):
     boxes = 4 * sum((IMG // s) ** 2 for s in (8, 16, 32))
     for fmt in ("onnx", "torchscript"):
         entry = info["exports"][fmt]
-        assert entry["output_shape"] == [1, boxes, 85] and entry["input_tensor_shape"] == [1, 3, IMG, IMG] and entry["bn_folded"]
+        assert entry["output_shape"] == [1, boxes, 85] and entry["input_tensor_shape"] == [1, 3, IMG, IMG] and entry["bn_folded"] and "CSP" in entry["bn_kept"]
         assert entry["max_abs_diff_vs_pytorch"]["boxes_px"] < 1e-4 * IMG and entry["max_abs_diff_vs_pytorch"]["images"] == 4
     assert info["exports"]["onnx"]["opset"] == 17
     placed = (paths.project_dir / "neck_nas_models").glob("*.py")

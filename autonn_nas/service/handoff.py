@@ -82,7 +82,8 @@ def _export_entry(result: Any, detect: Any) -> dict[str, Any]:
         "input_data_type": "fp16" if result.half else "fp32",
         "output_shape": [1, boxes, int(detect.no)],
         "output": "decoded: xywh in input pixels, objectness, class probabilities (sigmoid applied); apply NMS",
-        "bn_folded": True,
+        "bn_folded": True,  # every Conv's BN, into its convolution; not the one below
+        "bn_kept": "the CSP blocks' BatchNorm after the concatenation of their two branches (a per-channel affine)",
         "max_abs_diff_vs_pytorch": {"boxes_px": result.agreement.box_px, "boxes_relative": result.agreement.box_rel,
                                     "probabilities": result.agreement.score, "images": result.agreement.images},
     }
