@@ -191,6 +191,8 @@ def run_search(settings, on_event=None):
     on_event and on_event("nas_start", {"mode": mode})
     if mode == "crash":
         raise RuntimeError("fake search blew up")
+    if mode == "finish":
+        return _finish(settings)
     for epoch in range(10_000):  # "hang": an endless search that reports progress
         # like the real search, a resumable checkpoint before each epoch's event (only its existence matters here)
         with open(os.path.join(settings.out, "last.pt"), "wb") as checkpoint:
@@ -198,14 +200,67 @@ def run_search(settings, on_event=None):
         on_event and on_event("epoch_summary", {"epoch": epoch, "epochs": 10_000, "phase": "supernet"})
         time.sleep(0.2)
 
+def _finish(settings):
+    """A search that ends at once with a real (tiny, untrained) model, saved as the search's last step saves it,
+    so that the job's output phase runs for real; FAKE_PAUSE_AT pauses it inside that phase."""
+    from pathlib import Path
+
+    sys.path.insert(0, os.environ["FAKE_TESTS_DIR"])
+    from test_export_support import make_bestmodel
+
+    model_yaml, weights = make_bestmodel(Path(settings.out))
+    _pause_in_output_phase(os.environ.get("FAKE_PAUSE_AT"))
+    return SearchResult(out_dir=Path(settings.out), arch="fake", model_yaml=model_yaml, weights=weights,
+                        metrics={"img_size": 64})
+
+def _pause(where):
+    """Say where the job is (FAKE_HANDSHAKE_DIR/paused), then wait for the test's FAKE_HANDSHAKE_DIR/go."""
+    handshake = os.environ["FAKE_HANDSHAKE_DIR"]
+    with open(os.path.join(handshake, "paused"), "w") as marker:
+        marker.write(where)
+    while not os.path.exists(os.path.join(handshake, "go")):
+        time.sleep(0.05)
+
+def _pause_in_output_phase(point):
+    # The job's own functions run unchanged; they are only wrapped to wait at one moment of the output phase.
+    from autonn_nas.service import handoff, job_record
+
+    if point == "exported":  # the exports are made (phase `exporting`), nothing is placed yet
+        export = job_record.export_for_engine
+        def paused_export(*args, **kwargs):
+            made = export(*args, **kwargs)
+            _pause(point)
+            return made
+        job_record.export_for_engine = paused_export
+    elif point == "placing":  # under the state lock, bestmodel.pt placed and the other outputs not yet
+        write = handoff.atomic_write_bytes
+        def paused_write(path, data):
+            written = write(path, data)
+            if written.name == "bestmodel.pt":
+                _pause(point)
+            return written
+        handoff.atomic_write_bytes = paused_write
+    elif point == "writing":  # inside the atomic write of bestmodel.pt: its temp file written, not yet renamed
+        fsync = os.fsync  # utils/files.py syncs the temp file just before renaming it
+        def paused_fsync(fd):
+            fsync(fd)
+            if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(".bestmodel.pt."):
+                _pause(point)
+        os.fsync = paused_fsync
+
 module = types.ModuleType("autonn_nas.search.runner")
 module.run_search, module.SearchResult = run_search, SearchResult
 sys.modules["autonn_nas.search.runner"] = module
 '''
 
 
-def fake_runner_env(root: Path, mode: str) -> dict[str, str]:
+def fake_runner_env(root: Path, mode: str, pause_at: str | None = None) -> dict[str, str]:
+    """The environment that gives the stack's jobs the stand-in search: `mode` crash, hang or finish (a real tiny
+    model at once); with finish, `pause_at` (exported | placing | writing) holds the job in its output phase until the
+    test creates root/go (root/paused says it got there)."""
     site = root / "fake_site"
     site.mkdir(parents=True, exist_ok=True)
     (site / "sitecustomize.py").write_text(_FAKE_RUNNER)
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])), "FAKE_SEARCH_MODE": mode}
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])), "FAKE_SEARCH_MODE": mode,
+            "FAKE_TESTS_DIR": str(Path(__file__).resolve().parent), "FAKE_HANDSHAKE_DIR": str(root),
+            "FAKE_PAUSE_AT": pause_at or ""}

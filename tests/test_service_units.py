@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -155,3 +156,22 @@ def test_dataset_pointing_outside_the_shared_volume_is_refused(tmp_path):
     dataset_yaml.write_text(f"train: {outside / 'train2017'}\nval: {outside / 'val2017'}\nnc: 80\n")
     with pytest.raises(JobInputError, match="outside the shared volume"):
         check_dataset_inside(paths, dataset_yaml)
+
+
+def test_remove_outputs_sweeps_what_a_killed_placement_leaves(tmp_path):
+    """A job killed while placing its outputs leaves some of them, an atomic write's temp file and the model
+    package's staging folder; the server's clean-up must leave none of it (and nothing else is touched)."""
+    import tempfile
+
+    paths = ProjectPaths.of(tmp_path, "u", "p")
+    project = paths.project_dir
+    project.mkdir(parents=True)
+    (project / "bestmodel.pt").write_bytes(b"weights")
+    _, temp = tempfile.mkstemp(prefix=".neural_net_info.yaml.", suffix=".tmp", dir=project)  # as utils/files.py names it
+    staging = Path(tempfile.mkdtemp(prefix=".neck_nas_models.", dir=project))  # as export/standalone.py names it
+    (staging / "yolo.py").write_text("# half a package")
+    kept = [project / "project_info.yaml", project / ".hidden_by_someone_else", project / "bestmodel.pt.bak"]
+    for path in kept:
+        path.write_text("not ours to delete")
+    paths.remove_outputs()
+    assert sorted(p.name for p in project.iterdir()) == sorted(p.name for p in kept)

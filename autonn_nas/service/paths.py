@@ -104,10 +104,17 @@ class ProjectPaths:
         return found
 
     def remove_outputs(self) -> None:
-        """Delete the products (the YAML first), so that only a completed job leaves them."""
+        """Delete the products (the YAML first), so that only a completed job leaves them, and what a placement
+        killed part-way (SIGKILL, out of memory) leaves behind: the temp files of utils/files.py's atomic writes
+        (.<name>.*.tmp) and the model package's staging folders (.neck_nas_models.*)."""
         for name in (MODEL_YAML, *[n for n in OUTPUT_NAMES if n != MODEL_YAML]):
             self.output(name).unlink(missing_ok=True)
         shutil.rmtree(self.output(MODEL_PACKAGE), ignore_errors=True)
+        for name in OUTPUT_NAMES:
+            for leftover in self.project_dir.glob(f".{name}.*.tmp"):
+                leftover.unlink(missing_ok=True)
+        for leftover in self.project_dir.glob(f".{MODEL_PACKAGE}.*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def all_status_files(shared_dir: Path) -> list[Path]:
