@@ -1,6 +1,7 @@
 """Faults the real search should never produce, provoked with a stand-in search (see test_service_support)."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -66,6 +67,23 @@ def test_queue_second_project_waits_its_turn(fault_stack):
     assert fault_stack.call("stop", project="second") == (200, "stopped")
 
 
+def _freeze_outside_the_state_lock(stack, pgid: int) -> None:
+    """SIGSTOP the job at a moment it does not hold the state lock (it takes it for every progress event): /stop
+    needs that lock before it signals, and a job frozen while holding it would block /stop for good."""
+    for _ in range(100):
+        os.kill(pgid, signal.SIGSTOP)
+        with open(_run_dir(stack) / ".status.lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.kill(pgid, signal.SIGCONT)
+                time.sleep(0.05)
+                continue
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            return
+    raise AssertionError("the job held the state lock at every try")
+
+
 @pytest.mark.parametrize("fault_stack", ["hang"], indirect=True)
 def test_stop_ends_a_job_that_ignores_sigterm_too(fault_stack):
     assert fault_stack.call("start") == (200, "started")
@@ -73,7 +91,7 @@ def test_stop_ends_a_job_that_ignores_sigterm_too(fault_stack):
     pgid = _pgid(fault_stack)
     job_id = json.loads((_run_dir(fault_stack) / "status.json").read_text())["job_id"]
     assert group_alive(pgid, job_id) and not group_alive(pgid, "another job")  # the job's processes carry its id
-    os.kill(pgid, signal.SIGSTOP)  # a stuck process: SIGTERM cannot run its handler, SIGKILL must follow
+    _freeze_outside_the_state_lock(fault_stack, pgid)  # a stuck process: SIGTERM cannot run its handler, SIGKILL must follow
     started = time.monotonic()
     assert fault_stack.call("stop") == (200, "stopped")
     assert time.monotonic() - started < 15
