@@ -18,7 +18,7 @@ Every finished unit writes one JSON under <out>/units and is skipped on a rerun,
 resumes where it stopped and `--report-only` tables whatever has finished. Units run as subprocesses of
 this script, --jobs at a time, each with one torch thread.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ranking.py --out runs/ranking          # the study (~1 h here)
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ranking.py --out runs/ranking          # the study (~1.5 h on 2 cores)
     .venv/bin/python benchmarks/ranking.py --out runs/ranking --report-only              # tables from what finished
     .venv/bin/python benchmarks/ranking.py --out /tmp/rank_smoke --img 64 --epochs 1 --search-epochs 1 \\
         --stratified 0 --strategies proxyless --search-seeds 0 --train-seeds 0         # smoke test
@@ -405,6 +405,16 @@ def markdown(data: dict, corr: dict) -> str:
             digits = 3 if metric == "loss" else 4
             cells.append(f"{_fmt(_mean(values), digits)} ({', '.join(_fmt(v, digits) for v in values)})" if values else "not run")
         lines.append(f"| {i + 1} | {' '.join(r['arch'].values())} | {r['why']} | {r['cost_ratio']:.3f} | " + " | ".join(cells) + " |")
+    lines += ["", "**In short**: stand-alone val loss (mean over seeds, min-max in brackets) next to each strategy's supernet "
+              "val loss (mean over its seeds), and the stand-alone val mAP50.", "",
+              "| # | cost / base | stand-alone val loss | " + " | ".join(f"{tag} supernet" for tag in config["strategies"]) + " | stand-alone val mAP50 |",
+              "|---|---|---|" + "---|" * len(config["strategies"]) + "---|"]
+    for i, r in enumerate(rows):
+        losses = [r["train"][s]["loss"] for s in seeds if s in r["train"]]
+        spread = f"{_fmt(_mean(losses))} ({_fmt(min(losses))}-{_fmt(max(losses))})" if losses else "not run"
+        per_tag = [_fmt(_mean([r["score"][run]["loss"] for run in runs if run.startswith(f"{tag}_s") and run in r["score"]])) for tag in config["strategies"]]
+        map50 = _fmt(_mean([r["train"][s]["map50"] for s in seeds if s in r["train"]]), 4)
+        lines.append(f"| {i + 1} | {r['cost_ratio']:.3f} | {spread} | " + " | ".join(per_tag) + f" | {map50} |")
     lines += ["", "**Supernet scores** (val, after BN recalibration): val loss per search run; mAP50-95 in brackets.", "",
               "| # | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
     for i, r in enumerate(rows):
