@@ -488,7 +488,8 @@ def report(config: dict, out: Path) -> str:
 # -- command line --------------------------------------------------------------------------------------------
 
 def study_config(args: argparse.Namespace) -> dict:
-    return {"data": str(Path(args.data).resolve()), "img": args.img, "epochs": args.epochs, "search_epochs": args.search_epochs,
+    # relative to the repository (units run with it as their working folder): the report names no machine's path
+    return {"data": os.path.relpath(Path(args.data).resolve(), ROOT), "img": args.img, "epochs": args.epochs, "search_epochs": args.search_epochs,
             "batch": args.batch, "width": args.width, "depth": args.depth, "workers": args.workers, "stratified": args.stratified,
             "rule_seed": args.rule_seed, "evaluations": args.evaluations, "strategies": args.strategies,
             "search_seeds": args.search_seeds, "train_seeds": args.train_seeds}
