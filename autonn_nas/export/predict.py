@@ -62,8 +62,8 @@ def load_predictor(weights: str | Path, device: str = "auto", half: bool = False
         return Predictor(_torch_runner(module, torch_device, dtype), list(meta.get("names") or []), size,
                          description=f"TorchScript on {torch_device}")
     from autonn_nas.export.exporter import load_model_for_export
-    from autonn_nas.train.checkpoint import checkpoint_img_size
     from autonn_nas.export.fuse import fuse_conv_bn
+    from autonn_nas.train.checkpoint import checkpoint_img_size
 
     model, checkpoint = load_model_for_export(weights, torch_device)
     names = list(model.names)

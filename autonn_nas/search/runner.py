@@ -84,7 +84,7 @@ def _build_data(s: SearchSettings, hyp: dict[str, float]) -> SearchData:
             f"{s.data}: the train split has {len(config.train)} images, too few to hold out {s.holdout_fraction:.0%} "
             "for architecture decisions and keep the rest for weights; add images or change holdout_fraction"
         )
-    shared = len({Path(f).resolve() for f in config.train} & {Path(f).resolve() for f in config.val})
+    shared = len(set(config.train) & set(config.val))  # the config's paths are resolved already
     if shared:  # e.g. a dataset.yaml with train == val: the held-out part would be val, and val no longer unseen
         log.warning("%s: %d image(s) are in both train and val: architecture decisions read some val images and the val "
                     "figures are not held-out figures; give val images of its own", s.data, shared)
