@@ -5,19 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
+from autonn_nas.train.hyp import load_hyp_overrides
 from autonn_nas.train.settings import TrainSettings
 from autonn_nas.utils.files import atomic_write_json
-
-
-def _hyp_overrides(path: str | None) -> dict[str, float]:
-    if not path:
-        return {}
-    import yaml
-
-    values = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: a hyperparameter file must map names to numbers (e.g. 'lr0: 0.01')")
-    return values
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         resume=args.resume,
         augment=not args.no_augment,
-        hyp=_hyp_overrides(args.hyp),
+        hyp=load_hyp_overrides(args.hyp),
         progress=not args.no_progress,
         eval_interval=args.eval_interval,
     )

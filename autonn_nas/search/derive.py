@@ -83,7 +83,8 @@ def subnet_state_dict(supernet: Model, arch: Mapping[str, str]) -> dict[str, tor
 def _inherit_block(dst: nn.Module, src: nn.Module) -> None:
     """Copy src's weights into dst, a block of the same class and structure (module-relative names are
     equal). A larger conv kernel receives the smaller one in its centre, zeros around it: with 'same'
-    padding the bigger conv then computes exactly what the smaller one did."""
+    padding the bigger conv then computes exactly what the smaller one did. A smaller kernel receives the
+    centre of the larger one (the nearest it can compute)."""
     src_state = src.state_dict()
     with torch.no_grad():
         for name, dst_tensor in dst.state_dict().items():
@@ -92,21 +93,28 @@ def _inherit_block(dst: nn.Module, src: nn.Module) -> None:
                 dst_tensor.copy_(src_tensor)
             elif dst_tensor.dim() == 4 and dst_tensor.shape[:2] == src_tensor.shape[:2]:
                 k_dst, k_src = dst_tensor.shape[-1], src_tensor.shape[-1]
-                offset = (k_dst - k_src) // 2
-                dst_tensor.zero_()
-                dst_tensor[..., offset : offset + k_src, offset : offset + k_src].copy_(src_tensor)
+                if k_dst >= k_src:
+                    offset = (k_dst - k_src) // 2
+                    dst_tensor.zero_()
+                    dst_tensor[..., offset : offset + k_src, offset : offset + k_src].copy_(src_tensor)
+                else:
+                    offset = (k_src - k_dst) // 2
+                    dst_tensor.copy_(src_tensor[..., offset : offset + k_dst, offset : offset + k_dst])
             else:
                 raise ValueError(f"{name}: cannot map shape {tuple(src_tensor.shape)} onto {tuple(dst_tensor.shape)}")
 
 
-def inherit_base_weights(supernet: Model, base_state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Warm-start a supernet from a base-model state_dict (Scaled-YOLOv4 layout, e.g. a trained
-    yolov4-p5): every shared layer gets its weights and every candidate of a searchable block gets the
-    base block's (3x3 kernels centred in the 5x5 candidates). Raises ValueError if the state_dict does
-    not fit the supernet's base model (different nc, width or depth)."""
+def inherit_base_weights(supernet: Model, base_state_dict: Mapping[str, torch.Tensor], arch: Mapping[str, str] | None = None) -> None:
+    """Warm-start a supernet from a model's state_dict: by default the base model's (Scaled-YOLOv4 layout,
+    e.g. a trained yolov4-p5), or that of a derived architecture `arch` (a search's bestmodel.pt). Every
+    shared layer gets its weights and every candidate of a searchable block gets that block's (3x3
+    kernels centred in the 5x5 candidates, 5x5 kernels cropped to 3x3). Raises ValueError if the
+    state_dict does not fit (different nc, width or depth)."""
     labels = list(searchable_blocks(supernet))
+    source = dict(arch) if arch is not None else {label: BASE_CANDIDATE for label in labels}
+    validate_choices(source, labels)
     with torch.device("meta"):  # structure only; load_state_dict(assign=True) adopts the given tensors
-        base = Model(derive_yaml(supernet.yaml, {label: BASE_CANDIDATE for label in labels}))
+        base = Model(derive_yaml(supernet.yaml, source))
     try:
         base.load_state_dict(dict(base_state_dict), strict=True, assign=True)
     except RuntimeError as exc:

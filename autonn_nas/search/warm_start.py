@@ -40,10 +40,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(data)
 
 
+def read_architecture(path: str | Path) -> dict[str, str] | None:
+    """The architecture a checkpoint records (a search's bestmodel.pt has 'arch'), else None (a base model)."""
+    data = torch.load(Path(path), map_location="cpu", weights_only=True)
+    arch = data.get("arch") if isinstance(data, Mapping) else None
+    return dict(arch) if isinstance(arch, Mapping) else None
+
+
 def warm_start(supernet: Model, path: str | Path) -> None:
     state = read_state_dict(path)
+    arch = read_architecture(path)
     try:
-        inherit_base_weights(supernet, {k: v.to(next(supernet.parameters()).device) for k, v in state.items()})
+        inherit_base_weights(supernet, {k: v.to(next(supernet.parameters()).device) for k, v in state.items()}, arch)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    log.info("warm start: every candidate begins from the base model weights in %s", path)
+    log.info("warm start: every candidate begins from the weights in %s (%s)", path, f"architecture {arch}" if arch else "the base model")

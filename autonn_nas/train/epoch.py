@@ -131,7 +131,8 @@ def train_one_epoch(
             on_batch_start(iteration)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=autocast):
             predictions = model(images)
-        loss, items = loss_fn(predictions, targets)
+        # a search objective may need the inputs too (distillation: the teacher runs on the same images)
+        loss, items = loss_fn(predictions, targets, images) if getattr(loss_fn, "takes_images", False) else loss_fn(predictions, targets)
         if not math.isfinite(loss.item()):
             raise TrainingDiverged(
                 f"loss became {loss.item()} at epoch {epoch}, batch {batch_index} (box, obj, cls = {items[:3].tolist()}); "

@@ -46,3 +46,20 @@ def merge_hyp(overrides: Mapping[str, Any] | None = None) -> dict[str, float]:
             raise ValueError(f"unknown hyperparameter '{key}'; valid keys: {', '.join(DEFAULT_HYP)}")
         hyp[key] = float(value)
     return hyp
+
+
+def load_hyp_overrides(path: str | None) -> dict[str, float]:
+    """The overrides in a YAML file (`--hyp`), e.g. `lr0: 0.001`; {} without a file. Keys are checked by merge_hyp."""
+    if not path:
+        return {}
+    from pathlib import Path
+
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ValueError(f"cannot read hyperparameter file {path}: {exc.strerror}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a hyperparameter file must map names to numbers (e.g. 'lr0: 0.01')")
+    return values
