@@ -4,8 +4,9 @@ MBottleneckCSP2 runs in one of three modes, chosen by attributes set from outsid
 - `active` (a candidate name, default BASE_CANDIDATE): run that one candidate;
 - `mixture` (a tensor of len(CANDIDATES) weights, or None): run every candidate and sum the weighted
   outputs (DARTS-style relaxation); takes precedence over `active`;
-- `gate` (a scalar tensor, or None): multiply the single active path's output (ProxylessNAS's
-  straight-through estimator gets its gradient through this).
+- `gate` (a scalar tensor, or None): multiply the single active path's output.
+`allowed` (candidate names, default all) limits what a mixture runs: a strategy excludes the
+candidates that no architecture within the budget can use, so they are neither run nor trained.
 The block has no parameters of its own: architecture weights belong to the strategy, not the model.
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ class MBottleneckCSP2(nn.Module):
         self.active = BASE_CANDIDATE
         self.mixture = None
         self.gate = None
+        self.allowed: tuple[str, ...] = tuple(CANDIDATE_OPS)
 
     def __setattr__(self, name: str, value) -> None:
         if name in _MODE_ATTRIBUTES:
@@ -73,7 +75,9 @@ class MBottleneckCSP2(nn.Module):
         if self.mixture is not None:
             weights = self.mixture.to(device=x.device, dtype=x.dtype)
             out = None
-            for w, op in zip(weights, self.candidates.values()):
+            for w, (name, op) in zip(weights, self.candidates.items()):
+                if name not in self.allowed:  # its weight is 0: running it would only train it for nothing
+                    continue
                 y = w * op(x)
                 out = y if out is None else out + y
             return out

@@ -234,6 +234,20 @@ class Model(nn.Module):
             outputs.append(x if layer.i in self.save else None)
         return x
 
+    def forward_from(self, x: torch.Tensor | None, start: int = 0, record: list | None = None) -> tuple[Any, list]:
+        """Run layers start.. and return (output, every layer's output). Layers before `start` are not run:
+        their outputs come from `record`, an earlier call's. Lets a caller that changed one layer (a
+        searchable block's active candidate) re-run only what follows it; x is the image when start is 0."""
+        outputs = list(record[:start]) if start else []
+        if start:
+            x = outputs[start - 1]
+        for layer in self.model[start:]:
+            if layer.f != -1:
+                x = outputs[layer.f] if isinstance(layer.f, int) else [x if j == -1 else outputs[j] for j in layer.f]
+            x = layer(x)
+            outputs.append(x)
+        return x, outputs
+
 
 def build_model(
     cfg: str | Path | dict,

@@ -1,8 +1,12 @@
 """Batch-norm recalibration: with shared weights, the running statistics a supernet collected belong to
-a mix of paths, not to the sub-network being evaluated; re-estimate them for the path the model now runs."""
+a mix of paths, not to the sub-network being evaluated; re-estimate them for the path the model now runs.
+Or leave them alone and normalise with each batch's own statistics (frozen_bn_statistics), which is how
+the search compares architectures: on the same batches, every architecture normalised as it would be
+by statistics of its own, with nothing estimated in between."""
 from __future__ import annotations
 
-from typing import Iterable
+import contextlib
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -39,3 +43,18 @@ def recalibrate_bn(model: nn.Module, loader: Iterable, batches: int, device: tor
     if used == 0:
         raise ValueError("BN recalibration got no batches: the loader is empty")
     return used
+
+
+@contextlib.contextmanager
+def frozen_bn_statistics(model: nn.Module) -> Iterator[None]:
+    """In train mode, BatchNorm layers normalise with the batch's statistics; inside this context they leave
+    their running statistics as they are (momentum 0: running = running), so no image seen here enters them."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum

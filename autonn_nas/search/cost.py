@@ -13,6 +13,7 @@ which the gradient strategies add to their architecture loss.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -230,7 +231,7 @@ def measured_latency_table(
         previous = {label: b.active for label, b in searchable_blocks(model).items()}
         set_architecture(model, base)
         image = torch.randn(1, 3, img_size, img_size, device=device)
-        key = _cache_key(device, "whole base model", image.shape[1:], f"params {sum(_params(layer) for layer in model.model if not isinstance(layer, MBottleneckCSP2))} yaml {hash(json.dumps(model.yaml, sort_keys=True, default=str))}")
+        key = _cache_key(device, "whole base model", image.shape[1:], f"params {sum(_params(layer) for layer in model.model if not isinstance(layer, MBottleneckCSP2))} yaml {hashlib.sha256(json.dumps(model.yaml, sort_keys=True, default=str).encode()).hexdigest()[:16]}")
         if key not in cache:
             cache[key] = measure_ms(lambda: model(image), device, warmup, repeats)
         set_architecture(model, previous)
@@ -366,17 +367,38 @@ def feasible_architectures(table: CostTable, budget: Budget) -> list[Architectur
     return result
 
 
+def admissible_candidates(table: CostTable, budget: Budget) -> dict[str, list[str]]:
+    """Per block, the candidates that appear in at least one architecture within the budget (in CANDIDATES
+    order). The others can never be derived, so the strategies neither sample nor train them."""
+    cheapest = {label: min(entries.values()) for label, entries in table.blocks.items()}
+    floor = table.fixed + sum(cheapest.values())
+    return {
+        label: [name for name in CANDIDATES if budget.allows(floor - cheapest[label] + entries[name])]
+        for label, entries in table.blocks.items()
+    }
+
+
+def admissible_mask(table: CostTable, budget: Budget, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(blocks, candidates) bool tensor of admissible_candidates."""
+    allowed = admissible_candidates(table, budget)
+    return torch.tensor([[name in allowed[label] for name in CANDIDATES] for label in table.labels], dtype=torch.bool, device=device)
+
+
+_TIE = 1e-9  # log-probability difference below which two architectures are equally probable
+
+
 def most_probable_within_budget(probabilities: Mapping[str, Mapping[str, float]], table: CostTable, budget: Budget) -> Architecture:
     """The architecture of highest probability (product over blocks; probabilities: label -> candidate ->
-    probability) whose cost is within the budget,
-    found exactly by enumerating the space (6^4 = 1296 for the P5 neck). Ties: the earlier candidate."""
+    probability) whose cost is within the budget, found exactly by enumerating the space (6^4 = 1296 for
+    the P5 neck). Ties go to the architecture with more base candidates: equal evidence keeps the base."""
     import math
 
-    best, best_score = None, -math.inf
+    best, best_key = None, (-math.inf, -1)
     for arch in feasible_architectures(table, budget):
         score = sum(math.log(max(float(probabilities[label][name]), 1e-300)) for label, name in arch.items())
-        if score > best_score + 1e-12:
-            best, best_score = arch, score
+        bases = sum(name == BASE_CANDIDATE for name in arch.values())
+        if score > best_key[0] + _TIE or (abs(score - best_key[0]) <= _TIE and bases > best_key[1]):
+            best, best_key = arch, (max(score, best_key[0]), bases)
     if best is None:  # resolve_budget guarantees the cheapest architecture fits
         raise ValueError(f"no architecture fits the budget {budget.limit:,.6g} {table.unit}")
     return best

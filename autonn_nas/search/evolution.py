@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from autonn_nas.models.search_space import CANDIDATES
-from autonn_nas.search.arch import Architecture
+from autonn_nas.search.arch import Architecture, base_architecture
 from autonn_nas.search.cost import Budget, CostTable, feasible_architectures
 
 MUTATION_PROBABILITY = 0.25  # per block
@@ -94,7 +94,11 @@ def search(
         return ranked(), "exhaustive"
 
     size = population or max(4, min(16, max_evaluations // 4))
-    evaluate(rng.sample(feasible, min(size, max_evaluations)), 0)
+    # the base architecture is always scored: it is what the search ships unless something beats it
+    base = base_architecture(table.labels)
+    first = [base] if base in feasible_set else []
+    first += rng.sample([arch for arch in feasible if arch != base], min(size, max_evaluations) - len(first))
+    evaluate(first, 0)
     generation = 0
     if on_generation:
         on_generation(generation, ranked())

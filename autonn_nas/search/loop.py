@@ -20,11 +20,15 @@ PRIOR_ART_WARMUP = (3, 1000)  # TANGO's earlier neck NAS: max(3 epochs, 1000 ite
 ARCH_LR_RANGE = (1e-3, 5e-2)  # Adam lr of the logits: ProxylessNAS's 1e-3 for long runs, larger for short ones
 
 
+ARCH_STEP_EVERY_MAX = 4  # at least one architecture step every this many weight steps
+
+
 def arch_step_interval(train_batches: int, holdout_batches: int) -> int:
-    """Iterations between architecture steps: one pass over the held-out part per epoch, spread evenly.
-    An architecture step costs about a weight step, so this keeps the search's overhead near the
-    held-out share of the data (0.25 of the weight steps for holdout_fraction 0.2), not 2x."""
-    return max(1, -(-train_batches // max(holdout_batches, 1)))
+    """Iterations between architecture steps: one pass over the held-out part per epoch, spread evenly, and
+    at least one step every ARCH_STEP_EVERY_MAX iterations (a small held-out part is then cycled more than
+    once: 24 logits do not overfit a few dozen images the way weights would). An architecture step costs
+    about a weight step, so the search's overhead stays near a quarter of the training time."""
+    return max(1, min(ARCH_STEP_EVERY_MAX, -(-train_batches // max(holdout_batches, 1))))
 
 
 def arch_learning_rate(arch_steps: int) -> float:

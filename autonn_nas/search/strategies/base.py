@@ -3,15 +3,31 @@
 A strategy owns the architecture state (logits per block, where it has them) and sets the supernet's
 running mode (block.active / block.mixture / block.gate) before each step:
 - `prepare_weight_step()`: before a weight step on the training part of the train split;
-- `arch_step(images, targets)`: one architecture step on a batch of the held-out part (gradient
-  strategies: task loss + cost term, Adam on the logits; weights are untouched: the architecture
-  gradient is taken with torch.autograd.grad, so weight gradients being accumulated are not disturbed);
+- `arch_step(images, targets)`: one architecture step on a batch of the held-out part;
 - `probabilities()`: per block candidate probabilities (None where the strategy has none);
-- `derive()`: the final architecture within the budget (SPOS overrides it with its evolutionary search).
+- `derive(scorer)`: the final architecture within the budget.
+
+Three rules hold for every strategy:
+- **The budget only constrains.** Candidates that no architecture within the budget can use (see
+  cost.admissible_candidates) get probability 0: they are never sampled, run or trained. The cost term
+  acts only while the expected cost is over the budget, and then as a direct shift of the logits
+  proportional to each candidate's cost: candidates of equal cost move together (their ratio is kept),
+  and the cost never enters Adam's normalisation of the task gradient, which it would otherwise drown.
+- **Architecture steps see BatchNorm as training and deployment do**: with the statistics of the batch
+  (train mode), the supernet's running statistics left untouched (no held-out image enters them).
+  Measured (benchmarks/README.md, planted benchmark): during supernet training the running statistics
+  lag the weights and belong to a mix of paths, and eval-mode losses on them were 100-3000x the train-mode
+  losses, so comparisons in eval mode compared broken networks. In train mode a BN after a block
+  cancels any rescaling of the block's output, exactly as recalibrated BN does in the deployed network,
+  so a candidate is judged by what survives normalisation: this is why the old gate estimator (a pure
+  rescaling of the sampled path) carried no signal, and why proxyless now compares losses.
+- **Under AMP** an architecture step takes no gradient at all: its forward passes run in the weight
+  steps' float16 autocast and the losses are compared in float32, so nothing can underflow (the old
+  estimator's float16 gradients at the block outputs did, 2-5 % of them at 256 px, without loss scaling).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -19,23 +35,38 @@ from torch import nn
 from autonn_nas.models.choice import clear_mixture, searchable_blocks
 from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.search.arch import Architecture
-from autonn_nas.search.cost import Budget, CostTable, most_probable_within_budget
+from autonn_nas.search.bn_recalibration import frozen_bn_statistics
+from autonn_nas.search.cost import Budget, CostTable, admissible_candidates, admissible_mask, most_probable_within_budget
+from autonn_nas.search.objective import DetectionObjective
 
 ARCH_LR = 1e-3  # Adam on the logits (the runner sets it from the number of architecture steps)
 ARCH_BETAS = (0.5, 0.999)
-COST_WEIGHT = 1.0  # lambda of the cost term lambda * relu(E[cost] / limit - 1)
+COST_WEIGHT = 1.0  # how far the cost term shifts the logits per step while over budget, in units of the lr
 
-LossFn = Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+LossFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+class Scorer(Protocol):
+    """What a strategy that scores architectures needs (final.Evaluator's held-out scoring)."""
+
+    max_evaluations: int
+    seed: int
+
+    def score_many(self, archs: list[Architecture]) -> list[tuple[tuple, dict[str, Any]]]: ...
+
+    def on_generation(self, generation: int, ranked: list) -> None: ...
 
 
 class SearchStrategy:
     name: ClassVar[str] = ""
     has_arch_weights: ClassVar[bool] = False
+    derives_on_every_rank: ClassVar[bool] = False  # under torchrun: True when derive() needs every rank (spos scoring)
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, cost: CostTable, budget: Budget, seed: int = 0,
                  arch_lr: float = ARCH_LR, cost_weight: float = COST_WEIGHT, autocast: bool = False):
         self.model = model
-        self.loss_fn = loss_fn
+        # a plain detection loss (tests, older callers) becomes the detection objective
+        self.objective = loss_fn if getattr(loss_fn, "takes_images", False) else DetectionObjective(loss_fn)
         self.cost = cost
         self.budget = budget
         self.cost_weight = cost_weight
@@ -46,6 +77,10 @@ class SearchStrategy:
             raise ValueError(f"cost table blocks {cost.labels} do not match the supernet's {self.labels}")
         device = next(model.parameters()).device
         self.device = device
+        self.allowed = admissible_candidates(cost, budget)
+        self.mask = admissible_mask(cost, budget, device)
+        for label, block in self.blocks.items():
+            block.allowed = tuple(self.allowed[label])
         # path sampling has its own generator: saved in checkpoints, independent of data loading
         self.generator = torch.Generator().manual_seed(int(seed) + 7919)
         self.alpha: nn.Parameter | None = None
@@ -62,17 +97,30 @@ class SearchStrategy:
             for group in self.arch_optimizer.param_groups:
                 group["lr"] = float(lr)
 
+    @property
+    def arch_lr(self) -> float | None:
+        return self.arch_optimizer.param_groups[0]["lr"] if self.arch_optimizer is not None else None
+
     # -- to implement ---------------------------------------------------------------------------------
     def prepare_weight_step(self) -> None:
         raise NotImplementedError
 
-    def _prepare_arch_step(self, probabilities: torch.Tensor) -> None:
+    def _arch_gradient(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(d task loss / d logits or None to skip the step, the task loss per image), model in eval mode."""
         raise NotImplementedError
 
+    def write_artifacts(self, out: Any, context: dict[str, Any]) -> dict[str, Any]:
+        """Strategy-specific outputs in the run folder; returns what the report records of them."""
+        return {}
+
     # -- shared ---------------------------------------------------------------------------------------
+    def masked_softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax over each block's admissible candidates; the others get exactly 0."""
+        return torch.softmax(logits.masked_fill(~self.mask.to(logits.device), float("-inf")), dim=-1)
+
     def probabilities(self) -> torch.Tensor | None:
-        """(blocks, candidates) softmax of the logits, or None."""
-        return None if self.alpha is None else torch.softmax(self.alpha.detach().float(), dim=-1).cpu()
+        """(blocks, candidates) candidate probabilities, or None."""
+        return None if self.alpha is None else self.masked_softmax(self.alpha.detach().float()).cpu()
 
     def probabilities_dict(self) -> dict[str, dict[str, float]] | None:
         probs = self.probabilities()
@@ -81,31 +129,90 @@ class SearchStrategy:
         return {label: {name: float(p) for name, p in zip(CANDIDATES, row)} for label, row in zip(self.labels, probs)}
 
     def cost_penalty(self, probabilities: torch.Tensor) -> torch.Tensor:
-        """lambda * relu(E[cost] / budget - 1): zero while the expected architecture fits the budget, and
-        a pull toward cheaper candidates, relative to the budget (unit-free), once it does not."""
+        """relu(E[cost] / budget - 1): zero while the expected architecture fits the budget (reported as the
+        cost term; cost_step acts on it)."""
         expected = self.cost.expected(probabilities.double())
-        return self.cost_weight * torch.relu(expected / self.budget.limit - 1.0).float()
+        return torch.relu(expected / self.budget.limit - 1.0).float()
+
+    @torch.no_grad()
+    def cost_step(self) -> float:
+        """While the expected cost is over the budget, shift each admissible logit down by lr x cost_weight x
+        (its cost - the block's cheapest) / (the largest such spread of any block). Returns the term's value."""
+        if self.alpha is None:
+            return 0.0
+        over = float(self.cost_penalty(self.masked_softmax(self.alpha.detach().float())))
+        if over <= 0.0 or self.cost_weight <= 0.0:
+            return over * self.cost_weight
+        table = self.cost.matrix(self.alpha.device).float()
+        mask = self.mask.to(self.alpha.device)
+        cheapest = table.masked_fill(~mask, float("inf")).min(dim=-1, keepdim=True).values
+        extra = (table - cheapest).masked_fill(~mask, 0.0)
+        spread = float(extra.max())
+        if spread > 0.0:
+            self.alpha.sub_(self.arch_lr * self.cost_weight * extra / spread)
+        return over * self.cost_weight
 
     def arch_step(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         """One architecture step on a held-out batch; returns the task loss per image and the cost term."""
         if self.alpha is None:
             return {}
-        probabilities = torch.softmax(self.alpha, dim=-1)
-        self._prepare_arch_step(probabilities)
+        was_training = self.model.training
+        self.model.train()  # batch statistics (see the module docstring)
         try:
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.autocast):
-                predictions = self.model(images)
-            task, _items = self.loss_fn(predictions, targets)
-            task = task.float() / images.shape[0]
-            penalty = self.cost_penalty(probabilities)
-            (grad,) = torch.autograd.grad(task + penalty, [self.alpha])
+            with frozen_bn_statistics(self.model):
+                grad, task = self._arch_gradient(images, targets)
         finally:
             clear_mixture(self.model)
-        self.arch_optimizer.zero_grad(set_to_none=True)
-        self.alpha.grad = self.reduce_arch_grad(grad)
-        self.arch_optimizer.step()
+            self.model.train(was_training)
+        grad = torch.zeros_like(self.alpha) if grad is None else grad  # every rank joins the reduction
+        grad = self.reduce_arch_grad(grad.masked_fill(~self.mask, 0.0))
+        if bool(grad.abs().sum() > 0):  # a skipped (overflowed) step or no comparison: Adam's moments stay as they are
+            self.arch_optimizer.zero_grad(set_to_none=True)
+            self.alpha.grad = grad
+            self.arch_optimizer.step()
+        cost_term = self.cost_step()
         self.arch_steps += 1
-        return {"arch_task_loss": float(task.detach()), "cost_term": float(penalty.detach())}
+        return {"arch_task_loss": float(task.detach()), "cost_term": cost_term}
+
+    def _path_loss(self, predictions: Any, targets: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return self.objective(predictions, targets, images)[0].float() / images.shape[0]
+
+    @torch.no_grad()
+    def path_comparison_gradient(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits' gradient from held-out losses of discrete paths. A reference path r is drawn from the
+        probabilities and run once; then, block by block, each other admissible candidate c takes the block's
+        place while every other block keeps r's choice, and only the layers from that block on run again (the
+        earlier layers' outputs are reused). With L_c the loss of those paths on the same images,
+
+            d/d alpha_c = p_c (L_c - sum_j p_j L_j)
+
+        the exact gradient of the block's expected loss given the other blocks' choices (ProxylessNAS's
+        full-path form, with each candidate's loss in place of its gate gradient)."""
+        probabilities = self.probabilities()
+        reference = self.sample(probabilities)
+        self.set_path(reference)
+        autocast = dict(device_type=self.device.type, dtype=torch.float16, enabled=self.autocast)
+        with torch.autocast(**autocast):
+            predictions, record = self.model.forward_from(images)
+        reference_loss = self._path_loss(predictions, targets, images)
+        grad = torch.zeros(self.alpha.shape)
+        for row, (label, block) in enumerate(self.blocks.items()):
+            allowed = [CANDIDATES.index(name) for name in self.allowed[label]]
+            if len(allowed) < 2:
+                continue
+            losses = torch.zeros(len(CANDIDATES))
+            for c in allowed:
+                if c == reference[row]:
+                    losses[c] = reference_loss
+                    continue
+                block.active = CANDIDATES[c]
+                with torch.autocast(**autocast):
+                    predictions, _ = self.model.forward_from(None, start=block.i, record=record)
+                losses[c] = self._path_loss(predictions, targets, images)
+            block.active = CANDIDATES[reference[row]]
+            p = probabilities[row]
+            grad[row] = p * (losses - (p * losses).sum())
+        return grad.to(self.alpha.device), reference_loss
 
     def sample(self, probabilities: torch.Tensor) -> list[int]:
         """One candidate index per block drawn from (blocks, candidates) probabilities."""
@@ -119,12 +226,15 @@ class SearchStrategy:
 
     def prepare_memory_probe(self) -> None:
         """Run the most memory-hungry configuration of a weight step: by default each block's largest
-        candidate (the batch size that fits it fits every sampled path)."""
-        sizes = [[sum(p.numel() for p in block.candidates[name].parameters()) for name in CANDIDATES] for block in self.blocks.values()]
-        self.set_path([max(range(len(CANDIDATES)), key=row.__getitem__) for row in sizes])
+        admissible candidate (the batch size that fits it fits every sampled path)."""
+        path = []
+        for label, block in self.blocks.items():
+            sizes = {CANDIDATES.index(name): sum(p.numel() for p in block.candidates[name].parameters()) for name in self.allowed[label]}
+            path.append(max(sizes, key=sizes.__getitem__))
+        self.set_path(path)
 
-    def derive(self, **_unused: Any) -> Architecture:
-        """The most probable architecture within the budget (exact, by enumeration)."""
+    def derive(self, scorer: Scorer | None = None) -> Architecture:
+        """The most probable architecture within the budget (exact, by enumeration; ties keep the base)."""
         return most_probable_within_budget(self.probabilities_dict(), self.cost, self.budget)
 
     def state_dict(self) -> dict[str, Any]:

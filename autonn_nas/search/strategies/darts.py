@@ -1,8 +1,14 @@
-"""DARTS-style search, first order: every block runs the softmax-weighted sum of all six candidates.
+"""DARTS-style search: every block runs the softmax-weighted sum of its admissible candidates.
 
-Weight steps use the mixture with the logits frozen (detached); architecture steps differentiate the
-held-out loss (plus the expected cost term) with respect to the logits only. Memory and time grow with
-the number of candidates in the neck; the benchmark reports how much.
+Weight steps train the mixture with the logits frozen (detached). Architecture steps do not follow the
+first-order gradient of the mixture's held-out loss: measured on a trained toy supernet with one
+candidate's output replaced by noise (tests/test_search_decides.py), that gradient raised the noise
+candidate's probability above every other with BatchNorm on running statistics (0.21-0.23 against
+0.13-0.16) and ranked the teacher's own candidate last in two of four blocks with batch statistics: a
+mixture can lower its loss by rescaling, which a deployed discrete network cannot do. They compare the
+held-out losses of discrete paths instead (base.path_comparison_gradient), so the logits say which
+candidate works on its own, which is what the derived network runs. Memory and time of the weight steps
+grow with the number of candidates in the neck; the benchmark reports how much.
 """
 from __future__ import annotations
 
@@ -21,10 +27,10 @@ class DartsStrategy(SearchStrategy):
             block.mixture = probabilities[row]
 
     def prepare_weight_step(self) -> None:
-        self._set_mixture(torch.softmax(self.alpha.detach(), dim=-1))
+        self._set_mixture(self.masked_softmax(self.alpha.detach()))
 
-    def _prepare_arch_step(self, probabilities: torch.Tensor) -> None:
-        self._set_mixture(probabilities)
+    def _arch_gradient(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        return self.path_comparison_gradient(images, targets)
 
     def prepare_memory_probe(self) -> None:
-        self.prepare_weight_step()  # the mixture runs every candidate
+        self.prepare_weight_step()  # the mixture runs every admissible candidate

@@ -1,10 +1,9 @@
-"""ProxylessNAS-style search: one sampled candidate per block per step (memory of one network).
+"""ProxylessNAS-style search: one sampled candidate per block per weight step (memory of one network).
 
-Weight steps run a path drawn from the current probabilities. Architecture steps draw a path too and
-multiply each block's output by a binary gate whose value is 1 but whose gradient reaches the logits
-straight through: gate = 1 + p_j - stop_gradient(p_j) for the sampled candidate j. The logits thus
-get dL/dgate_j * dp_j/dalpha, the one-path form of ProxylessNAS's binary-gate estimator, plus the
-gradient of the expected cost term.
+Architecture steps compare the held-out losses of discrete paths (base.path_comparison_gradient): a
+candidate is favoured because its path's loss was lower. The first-order gate gradient <dL/dy, o_c>
+that ProxylessNAS and this module used before cannot tell a broken candidate from a good one when
+the block's output is followed by BatchNorm, which cancels any rescaling of it.
 """
 from __future__ import annotations
 
@@ -20,9 +19,5 @@ class ProxylessStrategy(SearchStrategy):
     def prepare_weight_step(self) -> None:
         self.set_path(self.sample(self.probabilities()))
 
-    def _prepare_arch_step(self, probabilities: torch.Tensor) -> None:
-        indices = self.sample(probabilities)
-        self.set_path(indices)
-        for row, (block, index) in enumerate(zip(self.blocks.values(), indices)):
-            p = probabilities[row, index]
-            block.gate = 1.0 + p - p.detach()
+    def _arch_gradient(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        return self.path_comparison_gradient(images, targets)

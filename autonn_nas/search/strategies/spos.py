@@ -1,40 +1,93 @@
-"""Single-path one-shot (SPOS): the supernet is trained with a uniformly sampled path per step, then
-architectures within the budget are scored on the held-out data, each after batch-norm recalibration
-(exhaustive when the evaluation budget allows, else evolutionary; see search/evolution.py)."""
+"""Single-path one-shot (SPOS): the supernet is trained on paths within the budget, then architectures
+within the budget are scored on the held-out data, each after batch-norm recalibration (exhaustive
+when the evaluation budget allows, else evolutionary; see search/evolution.py).
+
+Training paths follow FairNAS's strict fairness: in each group of steps every admissible candidate of
+every block runs once (a block with fewer admissible candidates repeats random ones), so no candidate
+falls behind by chance; a group's path that the budget does not allow is replaced by an architecture
+drawn uniformly from those it allows. Candidates that no architecture within the budget can use are
+never trained.
+"""
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.search import evolution
 from autonn_nas.search.arch import Architecture
-from autonn_nas.search.strategies.base import SearchStrategy
+from autonn_nas.search.cost import feasible_architectures
+from autonn_nas.search.strategies.base import Scorer, SearchStrategy
 
 
 class SposStrategy(SearchStrategy):
     name = "spos"
     has_arch_weights = False
+    derives_on_every_rank = True  # every rank scores its share of the candidates
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.uniform = torch.full((len(self.labels), len(CANDIDATES)), 1.0 / len(CANDIDATES))
+        self.feasible = feasible_architectures(self.cost, self.budget)
+        self.pending: list[list[int]] = []  # the rest of the current fair group
         self.evaluated: list[evolution.Evaluated] = []
         self.search_mode = ""
 
-    def prepare_weight_step(self) -> None:
-        self.set_path(self.sample(self.uniform))
+    def _draw(self, n: int) -> int:
+        return int(torch.randint(n, (1,), generator=self.generator))
 
-    def _prepare_arch_step(self, probabilities: torch.Tensor) -> None:  # pragma: no cover - no arch steps
+    def fair_group(self) -> list[list[int]]:
+        columns = []
+        size = max(len(names) for names in self.allowed.values())
+        for label in self.labels:
+            indices = [CANDIDATES.index(name) for name in self.allowed[label]]
+            column = [indices[i] for i in torch.randperm(len(indices), generator=self.generator).tolist()]
+            column += [indices[self._draw(len(indices))] for _ in range(size - len(column))]
+            columns.append(column)
+        group = []
+        for k in range(size):
+            path = [column[k] for column in columns]
+            arch = Architecture({label: CANDIDATES[i] for label, i in zip(self.labels, path)})
+            if not self.budget.allows(self.cost.cost(arch)):
+                drawn = self.feasible[self._draw(len(self.feasible))]
+                path = [CANDIDATES.index(drawn[label]) for label in self.labels]
+            group.append(path)
+        return group
+
+    def prepare_weight_step(self) -> None:
+        if not self.pending:
+            self.pending = self.fair_group()
+        self.set_path(self.pending.pop(0))
+
+    def _arch_gradient(self, images: torch.Tensor, targets: torch.Tensor):  # pragma: no cover - no arch steps
         raise RuntimeError("spos takes no architecture steps during supernet training")
 
-    def derive(self, score_many: evolution.ScoreManyFn | None = None, max_evaluations: int = 100, seed: int = 0,
-               on_generation: Callable[[int, list[evolution.Evaluated]], None] | None = None, **_unused: Any) -> Architecture:
-        if score_many is None:
-            raise ValueError("spos needs a score function (score_many) to search the trained supernet")
+    def derive(self, scorer: Scorer | None = None) -> Architecture:
+        if scorer is None:
+            raise ValueError("spos needs a scorer (held-out score_many) to search the trained supernet")
         self.evaluated, self.search_mode = evolution.search(
-            self.cost, self.budget, score_many, max_evaluations, random.Random(seed), on_generation=on_generation
+            self.cost, self.budget, scorer.score_many, scorer.max_evaluations, random.Random(scorer.seed),
+            on_generation=scorer.on_generation,
         )
         return self.evaluated[0].arch
+
+    def write_artifacts(self, out: Any, context: dict[str, Any]) -> dict[str, Any]:
+        from autonn_nas.search.report import plot_spos_scores
+        from autonn_nas.utils.files import atomic_write_json
+
+        evaluated = [e.to_dict() for e in self.evaluated]
+        atomic_write_json(out / "spos_evaluated.json", evaluated)
+        # spos has no probabilities to chart: its alpha.png is held-out loss against cost, with the budget line
+        plot = plot_spos_scores(evaluated, self.budget.limit, self.budget.base_cost, context["shipped"], out / "alpha.png",
+                                base=context["base"], title=context["title"])
+        return {"report": {"mode": self.search_mode, "evaluated": len(evaluated),
+                           "score": "held-out loss per image after BN recalibration (lower is better)", "top": evaluated[:10]},
+                "plots": {"alpha": str(plot)} if plot else {}}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "pending": [list(path) for path in self.pending]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.pending = [list(path) for path in state.get("pending", [])]
