@@ -6,6 +6,7 @@ import os
 import sys
 
 from autonn_nas.search.settings import ARCH_WARMUPS, COST_MEASURES, STRATEGIES, SearchSettings
+from autonn_nas.train.hyp import load_hyp_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,14 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lightweight-level", type=int, help="TANGO lightweight_level 0..10: tightens the budget toward the cheapest architecture")
     parser.add_argument("--cost-measure", choices=COST_MEASURES, default=d.cost_measure, help=f"cost of an architecture (default {d.cost_measure})")
     parser.add_argument("--latency-table", help="JSON latency table of a target measured elsewhere (with --cost-measure latency)")
-    parser.add_argument("--evaluations", type=int, help="spos: most architectures to score (default 8 on CPU, 200 on CUDA)")
+    parser.add_argument("--evaluations", type=int, help="spos: most architectures to score (default 100 on CPU, 200 on CUDA)")
     parser.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction, help="share of the train split held out for architecture decisions")
     parser.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or N (default auto)")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--workers", type=int, help="data loader workers (default 2 on CPU, 8 on CUDA)")
     parser.add_argument("--out", default=d.out, help=f"run folder (default {d.out})")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    parser.add_argument("--weights", help="warm start: a Scaled-YOLOv4-layout state_dict of the base model")
+    parser.add_argument("--weights", help="warm start: a Scaled-YOLOv4-layout state_dict of the base model, or a search's bestmodel.pt")
+    parser.add_argument("--hyp", help="YAML of training hyperparameter overrides (keys of DEFAULT_HYP, e.g. lr0: 0.001)")
+    parser.add_argument("--teacher", help="a checkpoint (bestmodel.pt, best.pt) whose head outputs the search matches instead of the labels (distillation)")
     parser.add_argument("--arch-warmup", choices=ARCH_WARMUPS, default=d.arch_warmup,
                         help="when architecture steps start: fraction (25%% of the run) or prior_art (max(3 epochs, 1000 "
                              "iterations), TANGO's earlier schedule, for comparison only)")
@@ -38,10 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> SearchSettings:
     names = set(SearchSettings.field_names())
-    return SearchSettings.from_mapping({k: v for k, v in vars(args).items() if k in names}, source="autonn-nas search")
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values["hyp"] = load_hyp_overrides(args.hyp) or None
+    return SearchSettings.from_mapping(values, source="autonn-nas search")
 
 
 def run(args: argparse.Namespace) -> int:
+    from autonn_nas.search.arch import Architecture
     from autonn_nas.search.runner import run_search
 
     try:
@@ -52,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":  # under torchrun the result is printed once, by rank 0
         return 0
     m = result.metrics
-    print(f"architecture: {result.arch}")
+    decision = m.get("decision") or {}
+    print(f"architecture: {result.arch}" + (f" (searched {Architecture(decision['searched'])}; ships the {decision['shipped']})" if decision else ""))
+    if decision:
+        print(f"decision: {decision['reason']}")
     print(f"cost: {m['cost']:.6g} {m['cost_measure']} = {m['cost_ratio']:.3f} x base (budget {m['budget']:.6g})")
     print(f"val mAP50 {m['map50']:.4f} mAP50-95 {m['map']:.4f} (base architecture: {m['base_map50']:.4f} / {m['base_map']:.4f})")
     print(f"model YAML: {result.model_yaml}\nweights: {result.weights}\nreport: {result.report}")

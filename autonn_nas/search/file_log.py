@@ -12,6 +12,7 @@ PHASES = (
     "weight_training",  # weight steps: the training part of the train split
     "architecture",  # architecture steps and spos scoring: the held-out part of the train split
     "bn_recalibration",  # BN statistics of evaluated sub-networks: the training part
+    "confirmation",  # the searched architecture against the base: the rest of the held-out part
     "report",  # the final val mAP of the derived and the base architecture: the val split
 )
 

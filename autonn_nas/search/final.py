@@ -1,9 +1,10 @@
-"""After supernet training: choose the architecture, evaluate it next to the base architecture, and write
-the outputs (arch.json, neck_nas_model.yaml, bestmodel.pt, report.json/md, plots).
+"""After supernet training: choose the architecture, confirm it against the base architecture, evaluate
+both, and write the outputs (arch.json, neck_nas_model.yaml, bestmodel.pt, report.json/md, plots).
 
 Every sub-network evaluated here runs the supernet's shared weights after batch-norm recalibration on
-the training part. spos scores candidates on the held-out part; only the final comparison (derived vs
-base) reads the validation split.
+the training part. spos scores candidates on the held-out part; the confirmation (search/confirm.py:
+the base unless beaten beyond noise) reads the confirmation images, which nothing else reads; only the
+val figures of the report read the validation split.
 
 Under torchrun every rank scores its share of spos's candidates (Evaluator.score_many) and the scores are
 gathered; the rest (the derived-vs-base evaluation and the outputs) runs on rank 0 alone.
@@ -17,16 +18,15 @@ import torch
 
 from autonn_nas.models.choice import set_architecture
 from autonn_nas.models.yolo import Model, cfg_to_yaml
-from autonn_nas.search import distributed
+from autonn_nas.search import confirm, distributed
 from autonn_nas.search.arch import Architecture, base_architecture
-from autonn_nas.search.bn_recalibration import recalibrate_bn
+from autonn_nas.search.bn_recalibration import frozen_bn_statistics, recalibrate_bn
 from autonn_nas.search.derive import derive_yaml, subnet_state_dict
 from autonn_nas.search.file_log import RecordingLoader
-from autonn_nas.search.report import plot_alpha, plot_spos_scores, write_reports
+from autonn_nas.search.report import plot_alpha, write_reports
 from autonn_nas.train.coco_eval import coco_ground_truth_from_dataset
 from autonn_nas.train.epoch import images_to_input
 from autonn_nas.train.evaluate import evaluate
-from autonn_nas.train.results import fitness
 from autonn_nas.utils.files import atomic_torch_save, atomic_write_json, atomic_write_text
 from autonn_nas.utils.log import get_logger
 
@@ -36,26 +36,36 @@ if TYPE_CHECKING:
 log = get_logger("search.final")
 
 BN_BATCHES = 20  # at most; fewer when the training part has fewer batches
-SPOS_EVALUATIONS = {"cpu": 8, "cuda": 200}  # default number of architectures spos scores
+SPOS_EVALUATIONS = {"cpu": 100, "cuda": 200}  # default number of architectures spos scores (100: all 81 within the default budget)
 SCORE_IMAGES = 500  # spos scores on at most this many held-out images (the same ones for every candidate)
-FITNESS_DIGITS = 4  # fitness differences below this are noise; the held-out loss breaks such ties
 
 
 @torch.no_grad()
-def mean_loss(model: Model, loader: Any, loss_fn: Any, device: torch.device) -> float:
-    """Mean detection loss per image over a loader, in eval mode (recalibrated BN statistics)."""
-    model.eval()
-    total, images = 0.0, 0
-    for batch_images, targets, *_rest in loader:
-        _pred, raw = model(images_to_input(batch_images, device))
-        loss, _items = loss_fn(raw, targets.to(device))
-        total += float(loss)
-        images += batch_images.shape[0]
-    return total / max(images, 1)
+def mean_loss(model: Model, loader: Any, objective: Any, device: torch.device, batch_statistics: bool = False) -> float:
+    """Mean objective per image over a loader (see per_image_losses)."""
+    losses = per_image_losses(model, loader, objective, device, batch_statistics)
+    return float(losses.mean()) if losses.numel() else float("nan")
+
+
+@torch.no_grad()
+def per_image_losses(model: Model, loader: Any, objective: Any, device: torch.device, batch_statistics: bool = False) -> torch.Tensor:
+    """The objective of every image of a loader, in its order: in eval mode (the running, e.g. recalibrated,
+    BN statistics), or with `batch_statistics` normalised by each batch's own (running statistics untouched)."""
+    model.train(batch_statistics)
+    values = []
+    try:
+        with frozen_bn_statistics(model):
+            for batch_images, targets, *_rest in loader:
+                images = images_to_input(batch_images, device)
+                values.append(objective.per_image(model(images), targets.to(device), images).float().cpu())
+    finally:
+        model.eval()
+    return torch.cat(values) if values else torch.zeros(0)
 
 
 class Evaluator:
-    """Recalibrate-then-evaluate for one run: the held-out score (spos) and the val report.
+    """Recalibrate-then-evaluate for one run: the held-out score (spos), the confirmation against the base
+    and the val report.
 
     Its loaders read whole batches on every rank (no GlobalBatchShard): a rank scores a candidate
     exactly as one process would, so a score does not depend on which rank computed it."""
@@ -65,6 +75,7 @@ class Evaluator:
 
         s = run.settings
         self.run = run
+        self.objective = run.objective
         self.scored: list[dict[str, Any]] = []  # what this rank scored itself (debug evidence under torchrun)
         self.model, self.device = run.model, run.device
         data = run.data
@@ -76,25 +87,28 @@ class Evaluator:
             step = len(data.holdout) / SCORE_IMAGES
             self.score_set = data.holdout.subset([int(i * step) for i in range(SCORE_IMAGES)])
         self.holdout_loader = RecordingLoader(_loader(self.score_set, run.batch_size, False, s), run.files, "architecture")
+        self.confirm_loader = (RecordingLoader(_loader(data.confirm, run.batch_size, False, s), run.files, "confirmation")
+                               if data.confirm is not None and len(data.confirm) else None)
         self.val_loader = RecordingLoader(_loader(data.val, run.batch_size, False, s), run.files, "report")
         self.bn_batches = min(BN_BATCHES, len(self.recal_loader))
-        self._holdout_truth = None
         self._val_truth = None
+        # what spos's evolution reads (search/strategies/base.Scorer)
+        self.max_evaluations = s.evaluations or SPOS_EVALUATIONS.get(run.device.type, 200)
+        self.seed = s.seed
 
     def prepare(self, arch: Mapping[str, str]) -> None:
         set_architecture(self.model, arch)
         recalibrate_bn(self.model, self.recal_loader, self.bn_batches, self.device)
 
     def holdout_score(self, arch: Architecture) -> tuple[tuple, dict[str, Any]]:
-        """Sort key (fitness rounded, -loss) and details of `arch` on the held-out images."""
-        if self._holdout_truth is None:
-            self._holdout_truth = coco_ground_truth_from_dataset(self.score_set, self.run.data.config.names)
-        self.prepare(arch)
-        metrics = evaluate(self.model, self.holdout_loader, self.device, ground_truth=self._holdout_truth)
-        loss = mean_loss(self.model, self.holdout_loader, self.run.loss_fn, self.device)
-        score = fitness(metrics)
-        details = {"fitness": score, "map50": metrics["map50"], "map": metrics["map"], "loss": loss}
-        return (round(score, FITNESS_DIGITS), -loss), details
+        """Sort key (higher is better: -held-out loss, then the base on an exact tie) and details of `arch`. Like the
+        architecture steps, it normalises with the statistics of each held-out batch (the same batches for every
+        architecture, so the comparison is paired; measured in benchmarks/README.md: recalibrated running
+        statistics differ enough from run to run to reorder close architectures)."""
+        set_architecture(self.model, arch)
+        loss = mean_loss(self.model, self.holdout_loader, self.objective, self.device, batch_statistics=True)
+        is_base = arch == base_architecture(arch.labels)
+        return (-round(loss, 9), is_base), {"loss": loss, "images": len(self.score_set)}
 
     def score_many(self, archs: list[Architecture]) -> list[tuple[tuple, dict[str, Any]]]:
         """holdout_score of each of `archs`, in order. Under torchrun rank r scores archs[r::world] and every
@@ -112,6 +126,21 @@ class Evaluator:
                 self.run.files.add(phase, paths)
         return [scores[i] for i in range(len(archs))]
 
+    def on_generation(self, generation: int, ranked: list) -> None:
+        run = self.run
+        best = ranked[0]
+        log.info("spos search generation %d: %d scored, best %s (held-out loss %.4f)", generation, len(ranked), best.arch, best.details["loss"])
+        if run.on_event is not None and run.dist.is_main:
+            run.on_event("evolution_search", {"generation": generation, "evaluated": len(ranked), "max_evaluations": self.max_evaluations,
+                                              "best": best.to_dict()})
+
+    def confirmation_losses(self, arch: Mapping[str, str]) -> torch.Tensor | None:
+        """Per-image objective of `arch` on the confirmation images (None when there are none)."""
+        if self.confirm_loader is None:
+            return None
+        set_architecture(self.model, arch)
+        return per_image_losses(self.model, self.confirm_loader, self.objective, self.device, batch_statistics=True)
+
     def val_metrics(self, arch: Mapping[str, str]) -> dict[str, Any]:
         if self._val_truth is None:
             self._val_truth = coco_ground_truth_from_dataset(self.run.data.val, self.run.data.config.names)
@@ -121,25 +150,27 @@ class Evaluator:
 
 
 def _choose(run: "SearchRun", evaluator: Evaluator) -> Architecture:
-    s = run.settings
-    if s.strategy != "spos":
-        return run.strategy.derive()
-    max_evaluations = s.evaluations or SPOS_EVALUATIONS.get(run.device.type, 200)
     started = time.perf_counter()
-
-    def on_generation(generation: int, ranked: list) -> None:
-        best = ranked[0]
-        log.info("spos search generation %d: %d scored, best %s (held-out fitness %.4f, loss %.4f)",
-                 generation, len(ranked), best.arch, best.details["fitness"], best.details["loss"])
-        if run.on_event is not None and run.dist.is_main:
-            run.on_event("evolution_search", {"generation": generation, "evaluated": len(ranked), "max_evaluations": max_evaluations,
-                                              "best": best.to_dict()})
-
-    arch = run.strategy.derive(score_many=evaluator.score_many, max_evaluations=max_evaluations, seed=s.seed, on_generation=on_generation)
-    run.seconds["spos_scoring"] = time.perf_counter() - started
-    log.info("spos: %d architectures scored in %.1f s by %d process(es)", len(run.strategy.evaluated), run.seconds["spos_scoring"],
-             run.dist.world_size)
+    arch = run.strategy.derive(evaluator)
+    run.seconds["derivation"] = time.perf_counter() - started
+    if evaluator.scored or getattr(run.strategy, "evaluated", None):
+        log.info("%s: %d architectures scored in %.1f s by %d process(es)", run.settings.strategy, len(run.strategy.evaluated),
+                 run.seconds["derivation"], run.dist.world_size)
     return arch
+
+
+def _confirm(run: "SearchRun", evaluator: Evaluator, searched: Architecture, base: Architecture) -> dict[str, Any]:
+    started = time.perf_counter()
+    if searched == base:
+        decision = confirm.decide(searched, base, None, None, evaluator.objective.name, seed=run.settings.seed)
+    else:
+        log.info("confirming %s against the base on %d held-out images the search did not use", searched,
+                 len(run.data.confirm) if run.data.confirm is not None else 0)
+        decision = confirm.decide(searched, base, evaluator.confirmation_losses(searched), evaluator.confirmation_losses(base),
+                                  evaluator.objective.name, seed=run.settings.seed)
+    run.seconds["confirmation"] = time.perf_counter() - started
+    log.info("decision: ships the %s architecture: %s", decision["shipped"], decision["reason"])
+    return decision
 
 
 def _entry(run: "SearchRun", arch: Mapping[str, str], val: dict[str, Any]) -> dict[str, Any]:
@@ -149,23 +180,28 @@ def _entry(run: "SearchRun", arch: Mapping[str, str], val: dict[str, Any]) -> di
 
 
 def finish(run: "SearchRun", started: float) -> "SearchResult | None":
-    """Choose, evaluate and write. Under torchrun every rank calls it for spos (each scores its share of the
-    candidates) and only rank 0 goes on past the choice; it returns None on the other ranks."""
+    """Choose, confirm, evaluate and write. Under torchrun every rank calls it when the strategy derives on every
+    rank (spos: each scores its share of the candidates) and only rank 0 goes on past the choice; it returns
+    None on the other ranks."""
     from autonn_nas.search.runner import SearchResult
 
     s, out = run.settings, run.out
     final_started = time.perf_counter()
-    if not run.dist.is_main and s.strategy != "spos":
+    if not run.dist.is_main and not run.strategy.derives_on_every_rank:
         return None  # the other strategies derive on rank 0 alone
     evaluator = Evaluator(run)
-    arch = _choose(run, evaluator)
+    searched = _choose(run, evaluator)
     if not run.dist.is_main:
         return None
-    if not run.budget.allows(run.cost.cost(arch)):  # every strategy derives within the budget; never ship otherwise
-        raise RuntimeError(f"derived architecture {arch} costs {run.cost.cost(arch):.6g} {run.cost.unit}, over the budget {run.budget.limit:.6g}")
-    base = base_architecture(arch.labels)
-    base_val = evaluator.val_metrics(base)
-    derived_val = evaluator.val_metrics(arch)  # last: the supernet now holds the derived path's recalibrated BN
+    if not run.budget.allows(run.cost.cost(searched)):  # every strategy derives within the budget; never ship otherwise
+        raise RuntimeError(f"derived architecture {searched} costs {run.cost.cost(searched):.6g} {run.cost.unit}, over the budget {run.budget.limit:.6g}")
+    base = base_architecture(searched.labels)
+    decision = _confirm(run, evaluator, searched, base)
+    arch = searched if decision["shipped"] == "derived" else base
+    searched_val = evaluator.val_metrics(searched) if searched != arch else None
+    base_val = evaluator.val_metrics(base) if base != arch else None
+    derived_val = evaluator.val_metrics(arch)  # last: the supernet now holds the shipped path's recalibrated BN
+    base_val = derived_val if base_val is None else base_val
 
     derived_cfg = derive_yaml(run.model.yaml, arch)
     state = {k: v.detach().cpu().clone() for k, v in subnet_state_dict(run.model, arch).items()}
@@ -173,31 +209,29 @@ def finish(run: "SearchRun", started: float) -> "SearchResult | None":
         Model(derived_cfg).load_state_dict(state, strict=True, assign=True)  # the weights fit the YAML exactly
     probabilities = run.strategy.probabilities_dict()
     derived, base_entry = _entry(run, arch, derived_val), _entry(run, base, base_val)
+    searched_entry = _entry(run, searched, searched_val if searched_val is not None else derived_val)
+    decision_summary = {"shipped": decision["shipped"], "reason": decision["reason"], "searched": searched.to_dict()}
     metrics = {
         "img_size": s.img_size, "strategy": s.strategy, "map50": derived_val["map50"], "map": derived_val["map"],
         "base_map50": base_val["map50"], "base_map": base_val["map"], "cost": derived["cost"], "base_cost": base_entry["cost"],
         "cost_ratio": derived["cost_ratio"], "cost_measure": run.cost.measure, "budget": run.budget.limit,
+        "objective": run.objective.name, "decision": decision_summary,
     }
-
     arch_json = atomic_write_json(out / "arch.json", {
-        "architecture": arch.to_dict(), "strategy": s.strategy, "probabilities": probabilities,
+        "architecture": arch.to_dict(), "searched": searched.to_dict(), "shipped": decision["shipped"], "reason": decision["reason"],
+        "strategy": s.strategy, "probabilities": probabilities,
         "cost": derived["cost"], "cost_measure": run.cost.measure, "budget": run.budget.to_dict(),
     })
-    model_yaml = atomic_write_text(out / "neck_nas_model.yaml", f"# neck search ({s.strategy}) result: {arch}\n" + cfg_to_yaml(derived_cfg))
+    model_yaml = atomic_write_text(out / "neck_nas_model.yaml", f"# neck search ({s.strategy}) result: {arch} (the {decision['shipped']} architecture; see report.md)\n" + cfg_to_yaml(derived_cfg))
     weights = atomic_torch_save(out / "bestmodel.pt", {
         "model_yaml": derived_cfg, "state_dict": state, "nc": run.model.nc, "names": list(run.model.names),
         "arch": arch.to_dict(), "metrics": metrics, "img_size": s.img_size,
         "note": "supernet weights of the chosen candidates, BN recalibrated on the training part",
     })
-    spos_report, plots = None, {}
-    if s.strategy == "spos":
-        evaluated = [e.to_dict() for e in run.strategy.evaluated]
-        atomic_write_json(out / "spos_evaluated.json", evaluated)
-        spos_report = {"mode": run.strategy.search_mode, "evaluated": len(evaluated), "score": "held-out fitness (0.1 mAP50 + 0.9 mAP50-95), ties by held-out loss", "top": evaluated[:10]}
-        # spos has no probabilities to chart: its alpha.png is the cost-vs-score scatter, with the budget line
-        if plot_spos_scores(evaluated, run.budget.limit, run.budget.base_cost, arch, out / "alpha.png"):
-            plots["alpha"] = str(out / "alpha.png")
-    elif plot_alpha(run.history, out / "alpha.png"):
+    title = f"{s.strategy} search: ships the {'searched' if decision['shipped'] == 'derived' else 'base'} architecture"
+    artifacts = run.strategy.write_artifacts(out, {"shipped": arch.to_dict(), "base": base.to_dict(), "title": title})
+    plots = dict(artifacts.get("plots", {}))
+    if "alpha" not in plots and plot_alpha(run.history, out / "alpha.png", pick=arch.to_dict(), title=title):
         plots["alpha"] = str(out / "alpha.png")
     files_read = atomic_write_json(out / "files_read.json", run.files.state_dict())
     run.seconds["final"] = time.perf_counter() - final_started
@@ -210,16 +244,20 @@ def finish(run: "SearchRun", started: float) -> "SearchResult | None":
         "depth": run.model.yaml.get("depth_multiple"),
         "batch_changes": run.batch_changes,
         "warm_start": s.weights,
-        "dataset": {"yaml": str(s.data), "train_part": len(run.data.train_part), "holdout": len(run.data.holdout), "val": len(run.data.val),
+        "dataset": {"yaml": str(s.data), "train_part": len(run.data.train_part), "holdout": len(run.data.holdout),
+                    "confirmation": len(run.data.confirm) if run.data.confirm is not None else 0, "val": len(run.data.val),
                     "train_val_overlap": run.data.train_val_overlap, "holdout_fraction": s.holdout_fraction, "files_read": run.files.counts(), "files_read_list": str(files_read)},
         "cost_model": {"measure": run.cost.measure, "unit": run.cost.unit, "source": run.cost.source, "table": str(out / "cost_table.json")},
         "budget": run.budget.to_dict(),
         "arch_schedule": {**run.arch_schedule.to_dict(),
-                          "arch_lr": run.strategy.arch_optimizer.param_groups[0]["lr"] if run.strategy.arch_optimizer else None},
+                          "arch_lr": run.strategy.arch_lr},
+        "objective": run.objective.name,
+        "decision": decision,
         "derived": derived,
+        "searched": searched_entry,
         "base": base_entry,
         "probabilities": probabilities,
-        "spos": spos_report,
+        "spos": artifacts.get("report"),
         "bn_recalibration_batches": evaluator.bn_batches,
         "history": run.history,
         "files": {"arch": str(arch_json), "model_yaml": str(model_yaml), "weights": str(weights), "plots": plots},
@@ -227,7 +265,7 @@ def finish(run: "SearchRun", started: float) -> "SearchResult | None":
         "metrics": metrics,
     }
     report_json, _report_md = write_reports(out, report)
-    log.info("derived %s: cost %.4g %s (%.3f x base, budget %.3f x), val mAP50 %.4f mAP50-95 %.4f | base: mAP50 %.4f mAP50-95 %.4f",
+    log.info("shipped %s: cost %.4g %s (%.3f x base, budget %.3f x), val mAP50 %.4f mAP50-95 %.4f | base: mAP50 %.4f mAP50-95 %.4f",
              arch, derived["cost"], run.cost.unit, derived["cost_ratio"], run.budget.limit / run.budget.base_cost,
              derived_val["map50"], derived_val["map"], base_val["map50"], base_val["map"])
     if run.on_event is not None:

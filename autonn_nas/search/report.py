@@ -1,5 +1,5 @@
 """The search's human-facing outputs: report.json, report.md, alpha.png (candidate probabilities per
-block over the epochs; for spos, which has none, the score against the cost of every evaluated
+block over the epochs; for spos, which has none, the held-out score against the cost of every evaluated
 architecture, with the budget line)."""
 from __future__ import annotations
 
@@ -10,69 +10,186 @@ from typing import Any, Mapping, Sequence
 from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.utils.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
+# One fixed colour per candidate, so a candidate looks the same in every block's panel and in the one
+# shared legend; 3x3 solid, 5x5 dashed, so the kernel size reads at a glance.
+_COLOURS = dict(zip(CANDIDATES, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")))
 
-def _figure_bytes(fig: Any) -> bytes:
+
+def _style(name: str) -> dict[str, Any]:
+    return {"color": _COLOURS.get(name, "gray"), "linestyle": "-" if name.startswith("k3") else "--"}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: the search runs in containers without a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt: Any, fig: Any, path: str | Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
-def plot_alpha(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path | None:
-    """One panel per searchable block: each candidate's probability after every epoch (epoch 0 = start)."""
+def plot_alpha(history: Sequence[Mapping[str, Any]], path: str | Path, pick: Mapping[str, str] | None = None,
+               title: str = "") -> Path | None:
+    """One panel per searchable block: each candidate's probability over the epochs (x = 0 is the start,
+    the row with epoch -1; epoch e is drawn at x = e + 1). `pick` ({label: candidate}, what the search
+    shipped) is drawn thick with a star on its last point; candidates at probability 0 in every row (masked
+    out, e.g. by the budget) are drawn faint and dotted. Returns None when the history has no probabilities."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
     rows = [row for row in history if row.get("alpha")]
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
+    pick = dict(pick or {})
     labels = list(rows[0]["alpha"])
-    fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 3.4), sharey=True, squeeze=False)
-    epochs = [row["epoch"] + 1 for row in rows]
+    xs = [row["epoch"] + 1 for row in rows]
+    # A candidate masked in every block is named so in the legend; one masked in some blocks only is just faint there.
+    masked_everywhere = {name for name in CANDIDATES
+                         if all(row["alpha"][label].get(name, 0.0) == 0.0 for row in rows for label in labels)}
+
+    fig, axes = plt.subplots(1, len(labels), figsize=(3.6 * len(labels) + 0.6, 3.9), sharey=True, squeeze=False,
+                             layout="constrained")
     for ax, label in zip(axes[0], labels):
+        picked = pick.get(label)
         for name in CANDIDATES:
-            ax.plot(epochs, [row["alpha"][label][name] for row in rows], marker="o", markersize=3, label=name,
-                    linestyle="-" if name.startswith("k3") else "--")
-        ax.set_title(label)
+            ys = [row["alpha"][label].get(name, 0.0) for row in rows]
+            if all(y == 0.0 for y in ys):
+                ax.plot(xs, ys, linewidth=0.8, alpha=0.3, **{**_style(name), "linestyle": ":"})
+                continue
+            thick = name == picked
+            ax.plot(xs, ys, marker="o", markersize=2.5, linewidth=2.8 if thick else 1.2, zorder=3 if thick else 2, **_style(name))
+            if thick:
+                ax.plot(xs[-1:], ys[-1:], marker="*", markersize=15, color=_COLOURS.get(name, "gray"),
+                        markeredgecolor="black", zorder=4, linestyle="none")
+        ax.set_title(f"{label}: pick {picked}" if picked else label, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("probability")
-    axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    data = _figure_bytes(fig)
-    plt.close(fig)
-    return atomic_write_bytes(path, data)
+
+    # One legend for the figure (not per panel): every candidate, masked ones said so, and the pick marker.
+    handles = [Line2D([], [], linewidth=1.5, label=f"{name} (masked out)" if name in masked_everywhere else name,
+                      alpha=0.4 if name in masked_everywhere else 1.0, **_style(name)) for name in CANDIDATES]
+    if pick:
+        handles.append(Line2D([], [], marker="*", markersize=12, color="gray", markeredgecolor="black", linestyle="none",
+                              label="pick (shipped)"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
+    return _save(plt, fig, path)
 
 
-def plot_spos_scores(evaluated: Sequence[Mapping[str, Any]], budget_limit: float, base_cost: float, chosen: Mapping[str, str], path: str | Path) -> Path | None:
-    if not evaluated:
+def _score_key(records: Sequence[Mapping[str, Any]]) -> str:
+    """spos records score by held-out loss per image ("loss", lower is better); older ones only have
+    "fitness" (higher is better)."""
+    return "loss" if records and all("loss" in r for r in records) else "fitness"
+
+
+_SCORE_AXIS = {"loss": "held-out loss per image (lower is better)",
+               "fitness": "held-out fitness (0.1 mAP50 + 0.9 mAP50-95, higher is better)"}
+
+
+def plot_spos_scores(evaluated: Sequence[Mapping[str, Any]], budget_limit: float, base_cost: float, chosen: Mapping[str, str],
+                     path: str | Path, base: Mapping[str, str] | None = None, title: str = "") -> Path | None:
+    """Held-out score of every evaluated architecture against its cost / base cost, with the budget as a
+    dashed line, the base architecture as a black square and the chosen one as a red star."""
+    key = _score_key(evaluated)
+    records = [e for e in evaluated if key in e]
+    if not records:
         return None
-    import matplotlib
+    plt = _pyplot()
+    # Costs relative to the base model read the same whatever the measure; without a base cost show raw cost.
+    relative = bool(base_cost and base_cost > 0)
+    scale = base_cost if relative else 1.0
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def point(arch: Mapping[str, str] | None) -> tuple[float, float] | None:
+        wanted = dict(arch) if arch is not None else None
+        for e in records:  # the first match: an architecture is scored once, and one legend entry is enough
+            if wanted is not None and dict(e["architecture"]) == wanted:
+                return e["cost"] / scale, e[key]
+        return None
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    costs = [e["cost"] / base_cost for e in evaluated]
-    scores = [e["fitness"] for e in evaluated]
-    ax.scatter(costs, scores, s=14, alpha=0.7, label="evaluated")
-    for e in evaluated:
-        if e["architecture"] == dict(chosen):
-            ax.scatter([e["cost"] / base_cost], [e["fitness"]], s=60, marker="*", color="red", label="chosen")
-    ax.axvline(budget_limit / base_cost, color="gray", linestyle="--", label="budget")
-    ax.set_xlabel("cost / base model cost")
-    ax.set_ylabel("held-out fitness (0.1 mAP50 + 0.9 mAP50-95)")
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
+    ax.scatter([e["cost"] / scale for e in records], [e[key] for e in records], s=14, alpha=0.6, label="evaluated")
+    ax.axvline(budget_limit / scale, color="gray", linestyle="--", label="budget")
+    for arch, name, style in ((base, "base", {"marker": "s", "s": 60, "color": "black"}),
+                              (chosen, "pick", {"marker": "*", "s": 160, "color": "red"})):
+        xy = point(arch)
+        if xy is not None:
+            ax.scatter([xy[0]], [xy[1]], label=name, zorder=3, edgecolors="black", linewidths=0.6, **style)
+            ax.annotate(name, xy, xytext=(6, 6), textcoords="offset points", fontsize=8)
+    ax.set_xlabel("cost / base model cost" if relative else "cost")
+    ax.set_ylabel(_SCORE_AXIS[key])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    data = _figure_bytes(fig)
-    plt.close(fig)
-    return atomic_write_bytes(path, data)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(plt, fig, path)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+
+
+def _sig(value: Any, signed: bool = False) -> str:
+    """4 significant digits: loss differences are often far below 0.0001 of a loss near 1."""
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:+.4g}" if signed else f"{value:.4g}"
+
+
+def _row_names(report: Mapping[str, Any]) -> tuple[str, str]:
+    """Names of the table's two rows (report["derived"], report["base"]): "derived"/"base" without a
+    decision; with one, which of them was shipped."""
+    decision = report.get("decision")
+    if not decision:
+        return "derived", "base"
+    if decision.get("shipped") == "base":
+        # report["derived"] may still hold the searched architecture: say plainly it was not shipped
+        if dict(report["derived"]["architecture"]) != dict(report["base"]["architecture"]):
+            return "searched (not shipped)", "base (shipped)"
+        return "shipped", "base"
+    return "shipped (searched)", "base"
+
+
+def _decision_lines(decision: Mapping[str, Any]) -> list[str]:
+    shipped = decision.get("shipped")
+    what = {"derived": "the searched architecture", "base": "the base architecture"}.get(shipped, "")
+    lines = ["", "## Decision", "", f"- shipped: **{shipped}**" + (f" ({what})" if what else ""),
+             f"- reason: {decision.get('reason') or '-'}"]
+    if decision.get("searched"):
+        lines.append("- searched architecture: " + ", ".join(f"{label} {name}" for label, name in decision["searched"].items()))
+    check = decision.get("confirmation")
+    if check is None:
+        # the schema's None: the searched architecture is the base one, so there is nothing to compare
+        lines.append("- confirmation: none needed, the searched architecture is the base architecture")
+        return lines
+    confidence = check.get("confidence")
+    level = f"{confidence:.0%}" if isinstance(confidence, (int, float)) else "-"
+    lines += [
+        "",
+        f"Confirmation on the held-out images ({check.get('objective', '-')} per image; difference = derived - base, "
+        "negative = derived better):",
+        "",
+        "| images | derived loss | base loss | difference | interval | confidence |",
+        "|---|---|---|---|---|---|",
+        f"| {check.get('images', '-')} | {_sig(check.get('derived_loss'))} | {_sig(check.get('base_loss'))} "
+        f"| {_sig(check.get('mean_difference'), signed=True)} "
+        f"| [{_sig(check.get('ci_low'), signed=True)}, {_sig(check.get('ci_high'), signed=True)}] "
+        f"| {level} ({check.get('resamples', '-')} bootstrap resamples) |",
+        "",
+        f"Derived beats base: {'yes' if check.get('beaten') else 'no'}.",
+    ]
+    return lines
 
 
 def markdown_report(report: Mapping[str, Any]) -> str:
@@ -87,11 +204,15 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         f"- cost measure: {report['cost_model']['measure']} ({report['cost_model']['source']})",
         f"- budget: {budget['limit']:,.6g} {unit} = {_fmt(budget['limit_ratio_to_base'], 3)} x base"
         + (f" (lightweight_level {budget['lightweight_level']})" if budget.get("lightweight_level") is not None else ""),
+    ]
+    if report.get("decision"):  # first after the settings: what was shipped is what a reader wants to know
+        lines += _decision_lines(report["decision"])
+    lines += [
         "",
         "| architecture | " + " | ".join(derived["architecture"]) + f" | cost ({unit}) | cost / base | val mAP50 | val mAP50-95 |",
         "|---|" + "---|" * (len(derived["architecture"]) + 4),
     ]
-    for name, entry in (("derived", derived), ("base", base)):
+    for name, entry in zip(_row_names(report), (derived, base)):
         lines.append(
             f"| {name} | " + " | ".join(entry["architecture"].values())
             + f" | {entry['cost']:,.6g} | {_fmt(entry['cost_ratio'], 3)} | {_fmt(entry['val'].get('map50'))} | {_fmt(entry['val'].get('map'))} |"
@@ -103,7 +224,9 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             lines.append(f"| {label} | " + " | ".join(f"{probs[name]:.3f}" for name in CANDIDATES) + " |")
     if report.get("spos"):
         spos = report["spos"]
-        lines += ["", f"spos: {spos['mode']} search, {spos['evaluated']} architectures scored on the held-out images after BN recalibration."]
+        score = ("by held-out loss per image (lower is better)" if _score_key(spos.get("top") or []) == "loss"
+                 else "by held-out fitness (0.1 mAP50 + 0.9 mAP50-95)")
+        lines += ["", f"spos: {spos['mode']} search, {spos['evaluated']} architectures scored {score} on the held-out images after BN recalibration."]
     lines += ["", f"Wall time: {report['seconds']['total']:.1f} s (supernet training {report['seconds']['training']:.1f} s).", ""]
     return "\n".join(lines)
 

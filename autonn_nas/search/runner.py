@@ -21,12 +21,14 @@ from typing import Any, Callable
 import torch
 
 from autonn_nas.models.choice import clear_mixture
+from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.models.yolo import Model, build_model
 from autonn_nas.search import distributed, final
 from autonn_nas.search.arch import Architecture
 from autonn_nas.search.batch_size import fit_batch_size, halved_batch_size, is_out_of_memory
 from autonn_nas.search.cost import build_cost_table, most_probable_within_budget, resolve_budget
 from autonn_nas.search.file_log import FilesRead, RecordingLoader
+from autonn_nas.search.objective import DetectionObjective, DistillationObjective, load_teacher
 from autonn_nas.search.loop import ArchStepSchedule, arch_learning_rate, arch_step_interval, train_supernet_epoch
 from autonn_nas.search.settings import SearchSettings
 from autonn_nas.search.strategies import strategy_class
@@ -68,10 +70,14 @@ class SearchData:
 
     config: Any
     train_part: Any
-    holdout: Any
+    holdout: Any  # architecture steps and spos scoring
     val: Any
     recal: Any  # the training part without augmentation (BN recalibration)
+    confirm: Any = None  # the rest of the held-out part: only the derived-vs-base confirmation reads it
     train_val_overlap: int = 0  # images in both splits (a warning; reported)
+
+
+CONFIRM_FRACTION = 0.5  # of the held-out images, kept for the confirmation against the base (search/confirm.py)
 
 
 def _build_data(s: SearchSettings, hyp: dict[str, float]) -> SearchData:
@@ -88,10 +94,14 @@ def _build_data(s: SearchSettings, hyp: dict[str, float]) -> SearchData:
     if shared:  # e.g. a dataset.yaml with train == val: the held-out part would be val, and val no longer unseen
         log.warning("%s: %d image(s) are in both train and val: architecture decisions read some val images and the val "
                     "figures are not held-out figures; give val images of its own", s.data, shared)
+    # the search chooses on one part of the held-out images and is checked against the base on the other:
+    # on the images it chose with, a pick looks better than it is
+    arch_files, confirm_files = (split_holdout(holdout_files, CONFIRM_FRACTION, seed=s.seed) if len(holdout_files) >= 2
+                                 else (holdout_files, []))
     make = lambda files, augment: YoloDataset(  # noqa: E731
         files, s.img_size, augment=augment, hyp=hyp, nc=config.nc, names=config.names, seed=s.seed)
-    return SearchData(config, make(train_files, True), make(holdout_files, False), make(config.val, False), make(train_files, False),
-                      train_val_overlap=shared)
+    return SearchData(config, make(train_files, True), make(arch_files, False), make(config.val, False), make(train_files, False),
+                      confirm=make(confirm_files, False) if confirm_files else None, train_val_overlap=shared)
 
 
 def _loader(dataset: Any, batch_size: int, shuffle: bool, s: SearchSettings, context: distributed.DistContext = distributed.DistContext()) -> Any:
@@ -113,8 +123,10 @@ class _WorldScaledLoss:
     def __init__(self, loss_fn: Any, world_size: int):
         self.loss_fn, self.world_size = loss_fn, world_size
 
-    def __call__(self, predictions: Any, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, items = self.loss_fn(predictions, targets)
+    takes_images = True
+
+    def __call__(self, predictions: Any, targets: torch.Tensor, images: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, items = self.loss_fn(predictions, targets, images)
         return loss * self.world_size, items
 
 
@@ -161,7 +173,7 @@ class SearchRun:
     def _setup(self) -> None:
         s = self.settings
         seed_everything(s.seed)
-        self.hyp = merge_hyp()
+        self.hyp = merge_hyp(s.hyp)
         self.data = _build_data(s, self.hyp)
         nc = self.data.config.nc
         seed_everything(s.seed)  # the initial weights must not depend on what reading the data consumed (e.g. a label cache miss)
@@ -179,9 +191,18 @@ class SearchRun:
             atomic_write_json(self.out / "cost_table.json", self.cost.to_dict())
         detect = self.model.detect
         self.loss_fn = DetectionLoss(self.model, scaled_loss_gains(self.hyp, detect.nc, detect.nl, s.img_size))
+        self.objective = (DistillationObjective(load_teacher(s.teacher, self.device, nc)) if s.teacher
+                          else DetectionObjective(self.loss_fn))
+        if s.teacher and self.checkpoint is None:
+            log.info("objective: match the head outputs of the teacher %s (distillation)", s.teacher)
         self.strategy = strategy_class(s.strategy)(
-            self.model, self.loss_fn, self.cost, self.budget, seed=s.seed, autocast=self.device.type == "cuda"
+            self.model, self.objective, self.cost, self.budget, seed=s.seed, autocast=self.device.type == "cuda"
         )
+        if self.dist.is_main and self.checkpoint is None:
+            excluded = {label: [n for n in CANDIDATES if n not in names] for label, names in self.strategy.allowed.items()}
+            if any(excluded.values()):
+                log.info("the budget excludes (never sampled nor trained): %s",
+                         "; ".join(f"{label}: {', '.join(names)}" for label, names in excluded.items() if names))
         if s.arch_warmup == "prior_art" and self.strategy.alpha is not None and self.checkpoint is None:
             # the prior art (NNI's ProxylessNAS) started its logits at 1e-3 * N(0, 1): its pick was their argmax
             with torch.no_grad():
@@ -191,11 +212,11 @@ class SearchRun:
         self.batch_size = int(self.checkpoint["batch_size"]) if self.checkpoint else s.batch_size
         if self.device.type == "cuda" and self.checkpoint is None and not self.dist.enabled:
             self.batch_size = fit_batch_size(self._memory_probe, self.batch_size)
-        self.train_model, self.train_loss = self.model, self.loss_fn
+        self.train_model, self.train_loss = self.model, self.objective
         if self.dist.enabled:
             self.model = distributed.convert_sync_batchnorm(self.model, self.device)
             self.train_model = distributed.wrap_ddp(self.model, self.device)
-            self.train_loss = _WorldScaledLoss(self.loss_fn, self.dist.world_size)
+            self.train_loss = _WorldScaledLoss(self.objective, self.dist.world_size)
             self.strategy.reduce_arch_grad = distributed.all_reduce_mean
         self.optimizer = build_optimizer(self.model, self.hyp, self.batch_size)
         self.scaler = make_grad_scaler(self.device)
@@ -236,7 +257,7 @@ class SearchRun:
         try:
             self.strategy.prepare_memory_probe()
             with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
-                loss, _ = self.loss_fn(self.model(images), targets)
+                loss, _ = self.objective(self.model(images), targets, images)
             loss.backward()
         finally:
             with torch.no_grad():
@@ -369,7 +390,8 @@ class SearchRun:
         started = time.perf_counter()
         log.info("search on %s: %s", self.device, s.to_dict())
         self._setup()
-        split = {"train_part": len(self.data.train_part), "holdout": len(self.data.holdout), "val": len(self.data.val)}
+        split = {"train_part": len(self.data.train_part), "holdout": len(self.data.holdout),
+                 "confirmation": len(self.data.confirm) if self.data.confirm is not None else 0, "val": len(self.data.val)}
         log.info("cost: %s (%s); budget %.6g %s = %.3f x base; images %s", s.cost_measure, self.cost.source, self.budget.limit,
                  self.cost.unit, self.budget.limit / self.budget.base_cost, split)
         _emit(self.on_event if self.dist.is_main else None, "nas_start", {

@@ -35,9 +35,11 @@ class SearchSettings:
     seed: int = 0
     workers: int | None = None
     weights: str | None = None  # optional Scaled-YOLOv4-layout state_dict to warm-start from
+    hyp: dict[str, float] | None = None  # overrides of the training hyperparameters (train/hyp.py DEFAULT_HYP)
+    teacher: str | None = None  # a checkpoint (model_yaml + state_dict) whose head outputs the search matches (distillation)
     resume: bool = False
     holdout_fraction: float = 0.2  # share of the training split held out for architecture decisions
-    evaluations: int | None = None  # spos: most architectures to score (None: 8 on CPU, 200 on CUDA)
+    evaluations: int | None = None  # spos: most architectures to score (None: 100 on CPU, 200 on CUDA)
     progress: bool = True  # a progress bar per epoch
     arch_warmup: str = "fraction"  # one of ARCH_WARMUPS
     nproc: int = 1  # the stage: processes (GPUs) to run the search on, launched with torchrun when > 1
@@ -86,6 +88,15 @@ class SearchSettings:
                 fail(f"{name} must be a positive number, got {value!r}")
         if self.lightweight_level is not None and not (isinstance(self.lightweight_level, int) and 0 <= self.lightweight_level <= 10):
             fail(f"lightweight_level must be an integer 0..10, got {self.lightweight_level!r}")
+        if self.hyp is not None:
+            from autonn_nas.train.hyp import merge_hyp
+
+            if not isinstance(self.hyp, dict):
+                fail(f"hyp must map hyperparameter names to numbers, got {self.hyp!r}")
+            try:
+                merge_hyp(self.hyp)
+            except (ValueError, TypeError) as exc:
+                fail(f"hyp: {exc}")
         if not 0.0 < self.holdout_fraction < 1.0:
             fail(f"holdout_fraction must be between 0 and 1, got {self.holdout_fraction!r}")
 
