@@ -159,6 +159,7 @@ def run_train_unit(config: dict, out: Path, arch: dict[str, str], seed: int) -> 
     from autonn_nas.models.yolo import build_model, cfg_to_yaml
     from autonn_nas.search.derive import derive_yaml
     from autonn_nas.search.final import mean_loss
+    from autonn_nas.search.objective import DetectionObjective
     from autonn_nas.train.checkpoint import load_checkpoint
     from autonn_nas.train.hyp import merge_hyp
     from autonn_nas.train.loss import DetectionLoss, scaled_loss_gains
@@ -187,7 +188,7 @@ def run_train_unit(config: dict, out: Path, arch: dict[str, str], seed: int) -> 
     _data, train, val = build_datasets(resolved, hyp)
     loader = make_loader(val, resolved.batch_size, False, resolved.workers, seed)
     loss_fn = DetectionLoss(model, scaled_loss_gains(hyp, model.detect.nc, model.detect.nl, resolved.img_size))
-    loss = mean_loss(model, loader, loss_fn, torch.device("cpu"))
+    loss = mean_loss(model, loader, DetectionObjective(loss_fn), torch.device("cpu"))
     table = cost_table(config)
     write_json(unit_file(out, "train", name), {
         "arch": arch, "seed": seed, "map50": summary["final"]["map50"], "map": summary["final"]["map"], "loss": loss,
@@ -210,7 +211,7 @@ def run_score_unit(config: dict, out: Path, tag: str, seed: int, archs: list[dic
             continue
         started = time.perf_counter()
         val = evaluator.val_metrics(arch)
-        loss = mean_loss(run.model, evaluator.val_loader, run.loss_fn, run.device)  # same recalibrated BN as val_metrics
+        loss = mean_loss(run.model, evaluator.val_loader, run.objective, run.device)  # same recalibrated BN as val_metrics
         write_json(path, {"tag": tag, "seed": seed, "arch": arch, "map50": val["map50"], "map": val["map"], "loss": loss,
                           "seconds": time.perf_counter() - started})
 

@@ -45,7 +45,7 @@ def test_registry_names_every_strategy():
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_weight_step_runs_the_strategy_s_paths(name, setup):
     model, loss_fn, table, images, targets = setup
-    strategy = strategy_class(name)(model, loss_fn, table, resolve_budget(table, 1.2), seed=0)
+    strategy = strategy_class(name)(model, loss_fn, table, resolve_budget(table, 10.0), seed=0)
     strategy.prepare_weight_step()
     loss, _ = loss_fn(model(images), targets)
     loss.backward()
@@ -58,30 +58,20 @@ def test_weight_step_runs_the_strategy_s_paths(name, setup):
 
 
 @pytest.mark.parametrize("name", [n for n in STRATEGIES if STRATEGY_CLASSES[n].has_arch_weights])
-def test_arch_step_moves_the_logits_and_leaves_weights_alone(name, setup):
+def test_arch_step_leaves_weights_and_bn_statistics_alone(name, setup):
+    """An architecture step reads held-out images: neither the weights (their gradients being accumulated
+    included) nor the BN running statistics may change. Whether the logits move the right way is
+    test_search_decides.py's business (moving at all proves nothing: a cost term alone moves them)."""
     model, loss_fn, table, images, targets = setup
-    strategy = strategy_class(name)(model, loss_fn, table, resolve_budget(table, 1.2), seed=0)
-    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
-    before = strategy.probabilities().clone()
+    strategy = strategy_class(name)(model, loss_fn, table, resolve_budget(table, 10.0), seed=0)
+    state = {k: v.clone() for k, v in model.state_dict().items() if "num_batches" not in k}
     for _ in range(3):
         out = strategy.arch_step(images, targets)
-    assert out["arch_task_loss"] > 0 and out["cost_term"] >= 0
-    assert (strategy.probabilities() - before).abs().max() > 1e-4
+    assert out["arch_task_loss"] > 0 and out["cost_term"] == 0.0
     assert all(p.grad is None for p in model.parameters())  # the weight gradients being accumulated are untouched
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     assert all(b.mixture is None and b.gate is None for b in searchable_blocks(model).values())
-
-
-def test_cost_term_pulls_toward_cheap_candidates(setup):
-    model, loss_fn, table, images, targets = setup
-    strategy = strategy_class("darts")(model, loss_fn, table, resolve_budget(table), seed=0, cost_weight=1.0)
-    probs = torch.softmax(torch.zeros(4, 6, requires_grad=True), -1)
-    penalty = strategy.cost_penalty(probs)
-    assert penalty > 0  # uniform probabilities expect some 5x5 cost, over a budget equal to the base
-    logits = torch.zeros(4, 6, requires_grad=True)
-    (grad,) = torch.autograd.grad(strategy.cost_penalty(torch.softmax(logits, -1)), [logits])
-    assert (grad[:, 3:] > 0).all() and (grad[:, :3] < 0).all()  # gradient descent lowers the 5x5 logits
-    assert float(strategy.cost_penalty(torch.eye(6)[[0, 1, 2, 0]])) == 0.0  # 3x3 everywhere fits
+    assert model.training
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -114,7 +104,7 @@ def test_derive_respects_the_budget_even_when_5x5_is_most_probable(name, setup):
     assert budget.allows(table.cost(arch)) and set(arch.values()) == {"k3_mish"}
     loose = strategy_class(name)(model, loss_fn, table, resolve_budget(table, 10.0))
     loose.alpha.data.copy_(strategy.alpha.data)
-    assert set(loose.derive().values()) == {"k5_relu"}  # the earliest of the tied most probable
+    assert set(loose.derive().values()) == {"k5_relu"}  # the earliest of the tied most probable (none is the base)
 
 
 @pytest.mark.parametrize("total", [1, 2, 3, 16, 1000])
@@ -140,6 +130,7 @@ def test_prior_art_schedule_reproduces_its_fixed_warmup(epochs, per_epoch, expec
 
 def test_arch_steps_take_one_held_out_pass_per_epoch_and_lr_fits_the_run():
     assert arch_step_interval(100, 25) == 4 and arch_step_interval(13, 4) == 4 and arch_step_interval(3, 10) == 1
+    assert arch_step_interval(100, 5) == 4  # a small held-out part is cycled: at least one step every 4 iterations
     assert arch_learning_rate(2) == 0.05 and arch_learning_rate(100) == 0.01 and arch_learning_rate(55_000) == 1e-3
 
 
@@ -231,7 +222,7 @@ def test_out_of_memory_halves_the_batch_until_it_fits():
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_memory_probe_runs_the_heaviest_configuration(name, setup):
     model, loss_fn, table, images, targets = setup
-    strategy = strategy_class(name)(model, loss_fn, table, resolve_budget(table))
+    strategy = strategy_class(name)(model, loss_fn, table, resolve_budget(table, 10.0))
     strategy.prepare_memory_probe()
     blocks = searchable_blocks(model).values()
     if name == "darts":
