@@ -146,6 +146,8 @@ def run_search_unit(config: dict, out: Path, tag: str, seed: int) -> None:
         moved = max(abs(end[label][name] - start[label][name]) for label in start for name in start[label])
     write_json(unit_file(out, "search", f"{tag}_s{seed}"), {
         "tag": tag, "strategy": strategy, "arch_warmup": warmup, "seed": seed, "arch": result.arch.to_dict(),
+        "searched": report["decision"]["searched"], "decision": report["decision"]["shipped"],
+        "decision_reason": report["decision"]["reason"], "confirmation": report["decision"]["confirmation"],
         "cost": report["derived"]["cost"], "cost_ratio": report["derived"]["cost_ratio"],
         "arch_steps": sum(row.get("arch_steps") or 0 for row in history), "arch_schedule": report["arch_schedule"],
         "alpha_start": start, "alpha_end": end, "alpha_max_change": moved, "supernet_val": report["derived"]["val"],
@@ -247,6 +249,8 @@ class Study:
                 complete = complete and f"search_{tag}_s{seed}" in failed
                 continue
             picks = [(f"{tag} pick (seed {seed})", result["arch"])]
+            if result.get("searched") and result["searched"] != result["arch"]:  # searched, but the base shipped
+                picks.append((f"{tag} searched, not shipped (seed {seed})", result["searched"]))
             if result["arch_warmup"] == "prior_art" and result.get("alpha_end"):
                 picks.append((f"{tag} argmax, no budget (seed {seed})", unconstrained_pick(result["alpha_end"])))
             for why, arch in picks:
@@ -511,6 +515,22 @@ def load_or_save_config(args: argparse.Namespace, out: Path) -> dict:
     return config
 
 
+def reuse_standalone(published: Path, config: dict, out: Path) -> None:
+    """Write the stand-alone ('train') units of a published ranking.json into this study, when the recipe matches."""
+    data = read_json(published)
+    same = ("data", "img", "epochs", "batch", "width", "depth", "workers")
+    if any(data["config"].get(k) != config.get(k) for k in same):
+        raise SystemExit(f"{published}: its stand-alone recipe {[data['config'].get(k) for k in same]} differs from this study's")
+    written = 0
+    for row in data["rows"]:
+        for seed, unit in row.get("train", {}).items():
+            path = unit_file(out, "train", f"{row['id']}_s{seed}")
+            if not path.is_file():
+                write_json(path, unit)
+                written += 1
+    print(f"reused {written} stand-alone units from {published}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "runs" / "ranking"), help="study folder (units, runs, logs, report)")
@@ -530,6 +550,9 @@ def main() -> int:
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2, help="units run at the same time (one torch thread each)")
     parser.add_argument("--report-only", action="store_true", help="only build the tables from the finished units")
+    parser.add_argument("--reuse-standalone", metavar="RANKING_JSON",
+                        help="take the stand-alone units of a published study (its ranking.json) when its config matches: "
+                             "stand-alone training does not depend on the search, so a study of a changed search reuses them")
     parser.add_argument("--unit", nargs=2, metavar=("KIND", "NAME"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out).resolve()
@@ -537,6 +560,8 @@ def main() -> int:
         run_unit(read_json(out / "config.json"), out, Unit(*args.unit))
         return 0
     config = load_or_save_config(args, out)
+    if args.reuse_standalone:
+        reuse_standalone(Path(args.reuse_standalone), config, out)
     if not args.report_only:
         drive(config, out, args.jobs)
     print(report(config, out))

@@ -84,14 +84,25 @@ def test_search_writes_a_derived_model_within_budget(strategy, searches):
     json.dumps([c for _, c in events])  # JSON-able for the stage's status updates
 
 
-@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if STRATEGY_CLASSES[s].has_arch_weights])
-def test_architecture_weights_move_in_a_two_epoch_search(strategy, searches):
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_search_ships_the_base_unless_the_confirmation_says_otherwise(strategy, searches):
+    """Architecture steps happened, and what ships follows the recorded decision: the searched architecture only
+    with a confirmation interval below zero, else the base, with the reason in report.json, report.md and arch.json."""
     result, _ = searches[strategy]
-    history = json.loads((result.out_dir / "history.json").read_text())
-    start, end = history[0]["alpha"], history[-1]["alpha"]
-    moved = max(abs(end[label][name] - start[label][name]) for label in start for name in start[label])
-    assert moved > 1e-3
-    assert sum(row.get("arch_steps", 0) for row in history) >= 2
+    report = json.loads(result.report.read_text())
+    if STRATEGY_CLASSES[strategy].has_arch_weights:
+        assert sum(row.get("arch_steps", 0) for row in report["history"]) >= 2
+    decision = report["decision"]
+    base = {label: "k3_mish" for label in result.arch}
+    assert decision["shipped"] in ("derived", "base") and decision["reason"]
+    assert dict(result.arch) == (decision["searched"] if decision["shipped"] == "derived" else base)
+    if decision["searched"] != base:
+        confirmation = decision["confirmation"]
+        assert confirmation["images"] == report["dataset"]["confirmation"] > 0
+        assert (confirmation["ci_high"] < 0) == (decision["shipped"] == "derived")
+    assert decision["reason"] in (result.out_dir / "report.md").read_text()
+    assert json.loads((result.out_dir / "arch.json").read_text())["reason"] == decision["reason"]
+    assert result.metrics["decision"]["shipped"] == decision["shipped"]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -104,8 +115,10 @@ def test_architecture_decisions_never_read_validation_images(strategy, searches)
     val = {str(p) for p in config.val}
     train = {str(p) for p in config.train}
     architecture, weights, report = set(read["architecture"]), set(read["weight_training"]), set(read["report"])
+    confirmation = set(read["confirmation"])
     assert not architecture & val and architecture <= train
     assert not architecture & weights  # held-out part and training part are disjoint
+    assert confirmation <= train and not confirmation & (architecture | weights | val)  # read by the confirmation alone
     assert not set(read["bn_recalibration"]) & val
     assert report and report <= val
     if STRATEGY_CLASSES[strategy].has_arch_weights or strategy == "spos":

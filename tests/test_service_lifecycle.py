@@ -87,6 +87,10 @@ def test_happy_path(tmp_path):
         assert detail["progress"] == 1.0 and detail["architecture"] and set(detail["outputs"]) == {
             # the demo project's engine is pytorch: a TorchScript export, plus the model code to rebuild it
             "neck_nas_model.yaml", "bestmodel.pt", "neural_net_info.yaml", "bestmodel.torchscript", "neck_nas_models"}
+        # the status says what shipped and why: the base unless the searched architecture beat it beyond noise
+        assert detail["decision"]["shipped"] in ("derived", "base") and detail["decision"]["reason"]
+        shipped = detail["decision"]["searched"] if detail["decision"]["shipped"] == "derived" else {k: "k3_mish" for k in detail["decision"]["searched"]}
+        assert detail["architecture"] == " ".join(f"{k}={v}" for k, v in shipped.items())
         _check_outputs(project_dir)
         _wait_group_gone(stack, 30)
     finally:

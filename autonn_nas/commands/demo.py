@@ -110,6 +110,8 @@ def _follow(stage_url: str, stub_url: str, query: str, project_dir: Path, args: 
             if outcome == "completed":
                 detail = json.loads(http_get(f"{stage_url}/status?{query}")[1])
                 print(f"architecture: {detail.get('architecture')}")
+                if detail.get("decision"):
+                    print(f"decision: {detail['decision'].get('reason')}")
                 print(f"derived model YAML: {project_dir / MODEL_YAML}")
                 for name, path in (detail.get("outputs") or {}).items():
                     print(f"  {name}: {path}")

@@ -56,5 +56,6 @@ def decide(searched: Mapping[str, str], base: Mapping[str, str], derived_losses:
     if beaten:
         reason = f"the searched architecture beats the base on the confirmation images beyond noise ({objective} {interval})"
         return {**record, "shipped": "derived", "reason": reason, "confirmation": confirmation}
-    reason = f"the searched architecture does not beat the base beyond noise ({objective} {interval}); the base is kept"
+    verdict = "is worse than the base beyond noise" if low > 0.0 else "does not beat the base beyond noise"
+    reason = f"the searched architecture {verdict} ({objective} {interval}); the base is kept"
     return {**record, "shipped": "base", "reason": reason, "confirmation": confirmation}

@@ -94,7 +94,9 @@ class JobRecord:
             st.write_status(self.paths, state | {
                 "status": st.COMPLETED, "phase": "done", "progress": 1.0, "eta_s": 0, "error": None,
                 "finished_at": st.now_iso(), "outputs": outputs, "architecture": str(result.arch),
-                "report": str(result.report), "metrics": _jsonable(result.metrics)})
+                "report": str(result.report), "metrics": _jsonable(result.metrics),
+                # what shipped and why (the base unless the searched architecture beat it beyond noise)
+                "decision": _jsonable((result.metrics or {}).get("decision"))})
         return outputs
 
     def fail(self, reason: str) -> bool:
