@@ -19,7 +19,7 @@ SUPPORTED_TASK = "detection"
 # Set by the stage from the project; a neck_nas.yaml may not point them elsewhere.
 STAGE_OWNED_SETTINGS = ("data", "out")
 # Settings that name files: resolved relative to the project folder and kept inside the shared volume.
-PATH_SETTINGS = ("cfg", "weights", "latency_table")
+PATH_SETTINGS = ("cfg", "weights", "teacher", "latency_table")
 BASEMODEL_SEARCH = "basemodel_search.yaml"  # in the run folder: basemodel.yaml with searchable neck blocks
 
 
