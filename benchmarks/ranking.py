@@ -201,12 +201,12 @@ def run_train_unit(config: dict, out: Path, arch: dict[str, str], seed: int) -> 
 def run_score_unit(config: dict, out: Path, tag: str, seed: int, archs: list[dict[str, str]]) -> None:
     """Every architecture of the list scored by one search's supernet: BN recalibrated on the search's own
     training part, then val mAP and val loss, by the search's own Evaluator (final.py)."""
-    from autonn_nas.search.final import Evaluator, mean_loss
+    from autonn_nas.search.final import mean_loss
     from autonn_nas.search.runner import SearchRun
 
     # the finished search exactly as it ended (settings, split, supernet weights), from its last.pt
     run = SearchRun.reopen(out / "searches" / f"{tag}_s{seed}", device="cpu", workers=config["workers"])
-    evaluator = Evaluator(run)
+    evaluator = run.evaluator()
     for arch in archs:
         path = unit_file(out, "score", f"{tag}_s{seed}__{arch_id(arch)}")
         if path.is_file():

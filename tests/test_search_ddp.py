@@ -241,7 +241,8 @@ def test_sync_batchnorm_turns_back_into_batchnorm_with_the_same_state():
 
 
 def test_global_batch_shards_are_the_single_process_batches():
-    from autonn_nas.search.distributed import DistContext, GlobalBatchShard
+    from autonn_nas.data.loader import GlobalBatchShard
+    from autonn_nas.search.distributed import DistContext
 
     order = list(range(10))
     shards = [list(GlobalBatchShard(order, 4, DistContext(rank, 2))) for rank in (0, 1)]

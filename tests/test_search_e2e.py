@@ -151,7 +151,6 @@ def test_resumed_search_ends_like_an_uninterrupted_one(strategy, searches, tmp_p
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_reopened_search_scores_its_pick_as_the_search_did(strategy, searches):
-    from autonn_nas.search.final import Evaluator
     from autonn_nas.search.runner import SearchRun
 
     result, _ = searches[strategy]
@@ -162,7 +161,7 @@ def test_reopened_search_scores_its_pick_as_the_search_did(strategy, searches):
     assert all(torch.equal(value, last["ema"]["state_dict"][key]) for key, value in run.model.state_dict().items())  # as derived
     if run.strategy.alpha is not None:
         assert torch.equal(run.strategy.alpha.detach(), last["strategy"]["alpha"])
-    val = Evaluator(run).val_metrics(result.arch)
+    val = run.evaluator().val_metrics(result.arch)
     assert val["map50"] == pytest.approx(report["derived"]["val"]["map50"], abs=1e-9)
     assert val["map"] == pytest.approx(report["derived"]["val"]["map"], abs=1e-9)
 

@@ -9,7 +9,7 @@ Decisions (see README "Many GPUs and machines"):
   gradient (and the path changes every step, so static_graph cannot be used). Because the skipped
   candidates are unused on every rank, DDP leaves their .grad None, as in one process, so SGD's momentum
   and weight decay skip them exactly as they do there.
-- --batch is the GLOBAL batch: each rank loads batch/world images, and GlobalBatchShard gives the
+- --batch is the GLOBAL batch: each rank loads batch/world images, and GlobalBatchShard (data/loader.py) gives the
   ranks the slices of exactly the batches a single process would load (same seed, same epoch).
   DDP averages gradients over ranks while the detection loss is a sum over the local batch, so the
   weight-step loss is multiplied by the world size (as YOLOv5 does) to keep the single-process scale.
@@ -34,12 +34,11 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import Sampler
 
 DEBUG_DIR_ENV = "AUTONN_NAS_DDP_DEBUG_DIR"  # when set, each rank writes there a digest of its final state and what it scored (tests)
 TIMEOUT = datetime.timedelta(hours=2)  # rank 0 evaluates the derived and the base architecture alone while the others wait
@@ -120,51 +119,9 @@ def gather_objects(value: Any) -> list[Any]:
     return values
 
 
-def portable_result(result: Any) -> dict[str, Any]:
-    """A SearchResult as plain values, to send to other processes (Architecture refuses pickling's attribute setting)."""
-    return {**vars(result), "arch": result.arch.to_dict()}
-
-
-def result_from_portable(fields: dict[str, Any]) -> Any:
-    from autonn_nas.search.arch import Architecture
-    from autonn_nas.search.runner import SearchResult  # runner imports this module
-
-    return SearchResult(**{**fields, "arch": Architecture(fields["arch"])})
-
-
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-class GlobalBatchShard(Sampler[int]):
-    """This rank's share of the global batches of `base` (an epoch-seeded sampler): global batch b is
-    base order[b*B:(b+1)*B] and rank r loads its r-th slice of B/world images. A short last batch is
-    padded cyclically from the start of the order so every rank yields the same number of batches
-    (DDP needs every rank in every step)."""
-
-    def __init__(self, base: Sampler, global_batch: int, context: DistContext):
-        if global_batch % context.world_size:
-            raise ValueError(f"batch {global_batch} (the global batch) is not divisible by the {context.world_size} processes; use a multiple of {context.world_size}")
-        self.base, self.global_batch, self.context = base, global_batch, context
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.base, "set_epoch"):
-            self.base.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        order = list(iter(self.base))
-        world, rank = self.context.world_size, self.context.rank
-        for start in range(0, len(order), self.global_batch):
-            chunk = order[start:start + self.global_batch]
-            local = -(-len(chunk) // world)
-            padded = (chunk + order * world)[: local * world]
-            yield from padded[rank * local:(rank + 1) * local]
-
-    def __len__(self) -> int:
-        n, world = len(self.base), self.context.world_size
-        full, rest = divmod(n, self.global_batch)
-        return full * (self.global_batch // world) + -(-rest // world)
 
 
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:

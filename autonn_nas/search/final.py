@@ -12,7 +12,9 @@ gathered; the rest (the derived-vs-base evaluation and the outputs) runs on rank
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
@@ -21,17 +23,26 @@ from autonn_nas.models.yolo import Model, cfg_to_yaml
 from autonn_nas.search import confirm, distributed
 from autonn_nas.search.arch import Architecture, base_architecture
 from autonn_nas.search.bn_recalibration import frozen_bn_statistics, recalibrate_bn
+from autonn_nas.data.loader import search_loader
 from autonn_nas.search.derive import derive_yaml, subnet_state_dict
-from autonn_nas.search.file_log import RecordingLoader
+from autonn_nas.search.distributed import DistContext
+from autonn_nas.search.file_log import FilesRead, RecordingLoader
 from autonn_nas.search.report import plot_alpha, write_reports
+from autonn_nas.search.result import SearchResult
+from autonn_nas.search.settings import SearchSettings
 from autonn_nas.train.coco_eval import coco_ground_truth_from_dataset
 from autonn_nas.train.epoch import images_to_input
 from autonn_nas.train.evaluate import evaluate
 from autonn_nas.utils.files import atomic_torch_save, atomic_write_json, atomic_write_text
 from autonn_nas.utils.log import get_logger
 
-if TYPE_CHECKING:
-    from autonn_nas.search.runner import SearchResult, SearchRun
+if TYPE_CHECKING:  # types only: the values come from the runner
+    from autonn_nas.search.cost import Budget, CostTable
+    from autonn_nas.search.loop import ArchStepSchedule
+    from autonn_nas.search.splits import SearchData
+    from autonn_nas.search.strategies.base import SearchStrategy
+
+EventFn = Callable[[str, dict], None]
 
 log = get_logger("search.final")
 
@@ -70,30 +81,29 @@ class Evaluator:
     Its loaders read whole batches on every rank (no GlobalBatchShard): a rank scores a candidate
     exactly as one process would, so a score does not depend on which rank computed it."""
 
-    def __init__(self, run: "SearchRun"):
-        from autonn_nas.search.runner import _loader
-
-        s = run.settings
-        self.run = run
-        self.objective = run.objective
+    def __init__(self, model: Model, device: torch.device, objective: Any, data: "SearchData", files: FilesRead,
+                 batch_size: int, settings: SearchSettings, dist: DistContext = DistContext(), on_event: EventFn | None = None):
+        s = settings
+        self.objective = objective
+        self.data, self.files, self.dist, self.on_event = data, files, dist, on_event
         self.scored: list[dict[str, Any]] = []  # what this rank scored itself (debug evidence under torchrun)
-        self.model, self.device = run.model, run.device
-        data = run.data
-        self.recal_loader = RecordingLoader(_loader(data.recal, run.batch_size, False, s), run.files, "bn_recalibration")
+        self.model, self.device = model, device
+        loader = lambda dataset: search_loader(dataset, batch_size, False, s.workers, s.seed)  # noqa: E731
+        self.recal_loader = RecordingLoader(loader(data.recal), files, "bn_recalibration")
         # on a large train split (COCO: 23k held-out images) scoring 200 candidates on all of them would take
         # longer than the search; a fixed, evenly spread subset keeps the comparison fair and the time bounded
         self.score_set = data.holdout
         if len(data.holdout) > SCORE_IMAGES:
             step = len(data.holdout) / SCORE_IMAGES
             self.score_set = data.holdout.subset([int(i * step) for i in range(SCORE_IMAGES)])
-        self.holdout_loader = RecordingLoader(_loader(self.score_set, run.batch_size, False, s), run.files, "architecture")
-        self.confirm_loader = (RecordingLoader(_loader(data.confirm, run.batch_size, False, s), run.files, "confirmation")
+        self.holdout_loader = RecordingLoader(loader(self.score_set), files, "architecture")
+        self.confirm_loader = (RecordingLoader(loader(data.confirm), files, "confirmation")
                                if data.confirm is not None and len(data.confirm) else None)
-        self.val_loader = RecordingLoader(_loader(data.val, run.batch_size, False, s), run.files, "report")
+        self.val_loader = RecordingLoader(loader(data.val), files, "report")
         self.bn_batches = min(BN_BATCHES, len(self.recal_loader))
         self._val_truth = None
         # what spos's evolution reads (search/strategies/base.Scorer)
-        self.max_evaluations = s.evaluations or SPOS_EVALUATIONS.get(run.device.type, 200)
+        self.max_evaluations = s.evaluations or SPOS_EVALUATIONS.get(device.type, 200)
         self.seed = s.seed
 
     def prepare(self, arch: Mapping[str, str]) -> None:
@@ -113,25 +123,24 @@ class Evaluator:
     def score_many(self, archs: list[Architecture]) -> list[tuple[tuple, dict[str, Any]]]:
         """holdout_score of each of `archs`, in order. Under torchrun rank r scores archs[r::world] and every
         rank gets all the scores (and the files the others read), so the search goes on identically everywhere."""
-        context = self.run.dist
+        context = self.dist
         mine = {i: self.holdout_score(arch) for i, arch in enumerate(archs) if i % context.world_size == context.rank}
         self.scored += [{"architecture": archs[i].to_dict(), "key": list(key), **details} for i, (key, details) in mine.items()]
         distributed.dump_debug_scores(context, self.scored)
         if not context.enabled:
             return [mine[i] for i in range(len(archs))]
         scores: dict[int, tuple[tuple, dict[str, Any]]] = {}
-        for part, files in distributed.gather_objects((mine, self.run.files.state_dict())):
+        for part, files in distributed.gather_objects((mine, self.files.state_dict())):
             scores.update(part)
             for phase, paths in files.items():  # a set per phase: an image read by several ranks counts once
-                self.run.files.add(phase, paths)
+                self.files.add(phase, paths)
         return [scores[i] for i in range(len(archs))]
 
     def on_generation(self, generation: int, ranked: list) -> None:
-        run = self.run
         best = ranked[0]
         log.info("spos search generation %d: %d scored, best %s (held-out loss %.4f)", generation, len(ranked), best.arch, best.details["loss"])
-        if run.on_event is not None and run.dist.is_main:
-            run.on_event("evolution_search", {"generation": generation, "evaluated": len(ranked), "max_evaluations": self.max_evaluations,
+        if self.on_event is not None and self.dist.is_main:
+            self.on_event("evolution_search", {"generation": generation, "evaluated": len(ranked), "max_evaluations": self.max_evaluations,
                                               "best": best.to_dict()})
 
     def confirmation_losses(self, arch: Mapping[str, str]) -> torch.Tensor | None:
@@ -143,23 +152,52 @@ class Evaluator:
 
     def val_metrics(self, arch: Mapping[str, str]) -> dict[str, Any]:
         if self._val_truth is None:
-            self._val_truth = coco_ground_truth_from_dataset(self.run.data.val, self.run.data.config.names)
+            self._val_truth = coco_ground_truth_from_dataset(self.data.val, self.data.config.names)
         self.prepare(arch)
         metrics = evaluate(self.model, self.val_loader, self.device, ground_truth=self._val_truth)
         return {k: metrics[k] for k in ("precision", "recall", "map50", "map", "images")}
 
 
-def _choose(run: "SearchRun", evaluator: Evaluator) -> Architecture:
+@dataclass
+class TrainedSearch:
+    """What the derivation and the outputs read of a search once its supernet is trained (plain values, so
+    this module needs nothing of the runner)."""
+
+    settings: SearchSettings
+    out: Path
+    dist: DistContext
+    device: torch.device
+    model: Model
+    objective: Any
+    strategy: "SearchStrategy"
+    cost: "CostTable"
+    budget: "Budget"
+    data: "SearchData"
+    files: FilesRead
+    batch_size: int
+    arch_schedule: "ArchStepSchedule"
+    history: list[dict[str, Any]]
+    batch_changes: list[dict[str, Any]]
+    seconds: dict[str, float]  # so far (training); finish returns it with its own times added
+    on_event: EventFn | None = None
+
+    def evaluator(self) -> Evaluator:
+        return Evaluator(self.model, self.device, self.objective, self.data, self.files, self.batch_size, self.settings,
+                         self.dist, self.on_event)
+
+
+def _choose(run: TrainedSearch, evaluator: Evaluator, seconds: dict[str, float]) -> Architecture:
     started = time.perf_counter()
     arch = run.strategy.derive(evaluator)
-    run.seconds["derivation"] = time.perf_counter() - started
+    seconds["derivation"] = time.perf_counter() - started
     if evaluator.scored or getattr(run.strategy, "evaluated", None):
         log.info("%s: %d architectures scored in %.1f s by %d process(es)", run.settings.strategy, len(run.strategy.evaluated),
-                 run.seconds["derivation"], run.dist.world_size)
+                 seconds["derivation"], run.dist.world_size)
     return arch
 
 
-def _confirm(run: "SearchRun", evaluator: Evaluator, searched: Architecture, base: Architecture) -> dict[str, Any]:
+def _confirm(run: TrainedSearch, evaluator: Evaluator, searched: Architecture, base: Architecture,
+             seconds: dict[str, float]) -> dict[str, Any]:
     started = time.perf_counter()
     if searched == base:
         decision = confirm.decide(searched, base, None, None, evaluator.objective.name, seed=run.settings.seed)
@@ -168,35 +206,34 @@ def _confirm(run: "SearchRun", evaluator: Evaluator, searched: Architecture, bas
                  len(run.data.confirm) if run.data.confirm is not None else 0)
         decision = confirm.decide(searched, base, evaluator.confirmation_losses(searched), evaluator.confirmation_losses(base),
                                   evaluator.objective.name, seed=run.settings.seed)
-    run.seconds["confirmation"] = time.perf_counter() - started
+    seconds["confirmation"] = time.perf_counter() - started
     log.info("decision: ships the %s architecture: %s", decision["shipped"], decision["reason"])
     return decision
 
 
-def _entry(run: "SearchRun", arch: Mapping[str, str], val: dict[str, Any]) -> dict[str, Any]:
+def _entry(run: TrainedSearch, arch: Mapping[str, str], val: dict[str, Any]) -> dict[str, Any]:
     cost = run.cost.cost(arch)
     return {"architecture": dict(arch), "cost": cost, "cost_ratio": cost / run.budget.base_cost if run.budget.base_cost else None,
             "within_budget": run.budget.allows(cost), "val": val}
 
 
-def finish(run: "SearchRun", started: float) -> "SearchResult | None":
-    """Choose, confirm, evaluate and write. Under torchrun every rank calls it when the strategy derives on every
-    rank (spos: each scores its share of the candidates) and only rank 0 goes on past the choice; it returns
-    None on the other ranks."""
-    from autonn_nas.search.runner import SearchResult
-
+def finish(run: TrainedSearch, started: float) -> tuple[SearchResult | None, dict[str, float]]:
+    """Choose, confirm, evaluate and write; returns the result and run.seconds with the times measured here.
+    Under torchrun every rank calls it when the strategy derives on every rank (spos: each scores its share of
+    the candidates) and only rank 0 goes on past the choice; the result is None on the other ranks."""
     s, out = run.settings, run.out
+    seconds = dict(run.seconds)
     final_started = time.perf_counter()
     if not run.dist.is_main and not run.strategy.derives_on_every_rank:
-        return None  # the other strategies derive on rank 0 alone
-    evaluator = Evaluator(run)
-    searched = _choose(run, evaluator)
+        return None, seconds  # the other strategies derive on rank 0 alone
+    evaluator = run.evaluator()
+    searched = _choose(run, evaluator, seconds)
     if not run.dist.is_main:
-        return None
+        return None, seconds
     if not run.budget.allows(run.cost.cost(searched)):  # every strategy derives within the budget; never ship otherwise
         raise RuntimeError(f"derived architecture {searched} costs {run.cost.cost(searched):.6g} {run.cost.unit}, over the budget {run.budget.limit:.6g}")
     base = base_architecture(searched.labels)
-    decision = _confirm(run, evaluator, searched, base)
+    decision = _confirm(run, evaluator, searched, base, seconds)
     arch = searched if decision["shipped"] == "derived" else base
     searched_val = evaluator.val_metrics(searched) if searched != arch else None
     base_val = evaluator.val_metrics(base) if base != arch else None
@@ -234,8 +271,8 @@ def finish(run: "SearchRun", started: float) -> "SearchResult | None":
     if "alpha" not in plots and plot_alpha(run.history, out / "alpha.png", pick=arch.to_dict(), title=title):
         plots["alpha"] = str(out / "alpha.png")
     files_read = atomic_write_json(out / "files_read.json", run.files.state_dict())
-    run.seconds["final"] = time.perf_counter() - final_started
-    run.seconds["total"] = time.perf_counter() - started  # of this process (a resumed run counts from the resume)
+    seconds["final"] = time.perf_counter() - final_started
+    seconds["total"] = time.perf_counter() - started  # of this process (a resumed run counts from the resume)
     report = {
         "strategy": s.strategy,
         "settings": s.to_dict(),
@@ -261,7 +298,7 @@ def finish(run: "SearchRun", started: float) -> "SearchResult | None":
         "bn_recalibration_batches": evaluator.bn_batches,
         "history": run.history,
         "files": {"arch": str(arch_json), "model_yaml": str(model_yaml), "weights": str(weights), "plots": plots},
-        "seconds": run.seconds,
+        "seconds": seconds,
         "metrics": metrics,
     }
     report_json, _report_md = write_reports(out, report)
@@ -271,4 +308,4 @@ def finish(run: "SearchRun", started: float) -> "SearchResult | None":
     if run.on_event is not None:
         run.on_event("nas_end", {"architecture": arch.to_dict(), "metrics": metrics, "model_yaml": str(model_yaml), "weights": str(weights),
                                  "report": str(report_json)})
-    return SearchResult(out, arch, model_yaml, weights, report_json, metrics)
+    return SearchResult(out, arch, model_yaml, weights, report_json, metrics), seconds

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +22,7 @@ import torch
 from autonn_nas.models.choice import clear_mixture
 from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.models.yolo import Model, build_model
+from autonn_nas.data.loader import search_loader
 from autonn_nas.search import distributed, final
 from autonn_nas.search.arch import Architecture
 from autonn_nas.search.batch_size import fit_batch_size, halved_batch_size, is_out_of_memory
@@ -30,7 +30,9 @@ from autonn_nas.search.cost import build_cost_table, most_probable_within_budget
 from autonn_nas.search.file_log import FilesRead, RecordingLoader
 from autonn_nas.search.objective import DetectionObjective, DistillationObjective, load_teacher
 from autonn_nas.search.loop import ArchStepSchedule, arch_learning_rate, arch_step_interval, train_supernet_epoch
+from autonn_nas.search.result import SearchResult, portable_result, result_from_portable
 from autonn_nas.search.settings import SearchSettings
+from autonn_nas.search.splits import build_search_data
 from autonn_nas.search.strategies import strategy_class
 from autonn_nas.search.warm_start import warm_start
 from autonn_nas.train.anchors import check_anchor_fit, label_wh_at_size
@@ -52,68 +54,6 @@ log = get_logger("search")
 EventFn = Callable[[str, dict], None]
 # what a resumed run may change; everything else comes from the checkpoint so the run stays the same
 RESUME_OVERRIDABLE = ("device", "workers", "out", "resume", "progress", "nproc")
-
-
-@dataclass
-class SearchResult:
-    out_dir: Path
-    arch: Architecture
-    model_yaml: Path  # <out>/neck_nas_model.yaml
-    weights: Path  # <out>/bestmodel.pt
-    report: Path  # <out>/report.json
-    metrics: dict
-
-
-@dataclass
-class SearchData:
-    """Datasets and loaders of a search; only `val` is the validation split."""
-
-    config: Any
-    train_part: Any
-    holdout: Any  # architecture steps and spos scoring
-    val: Any
-    recal: Any  # the training part without augmentation (BN recalibration)
-    confirm: Any = None  # the rest of the held-out part: only the derived-vs-base confirmation reads it
-    train_val_overlap: int = 0  # images in both splits (a warning; reported)
-
-
-CONFIRM_FRACTION = 0.5  # of the held-out images, kept for the confirmation against the base (search/confirm.py)
-
-
-def _build_data(s: SearchSettings, hyp: dict[str, float]) -> SearchData:
-    from autonn_nas.data import YoloDataset, load_dataset_config, split_holdout
-
-    config = load_dataset_config(s.data)
-    train_files, holdout_files = split_holdout(config.train, s.holdout_fraction, seed=s.seed)
-    if not train_files or not holdout_files:
-        raise ValueError(
-            f"{s.data}: the train split has {len(config.train)} images, too few to hold out {s.holdout_fraction:.0%} "
-            "for architecture decisions and keep the rest for weights; add images or change holdout_fraction"
-        )
-    shared = len(set(config.train) & set(config.val))  # the config's paths are resolved already
-    if shared:  # e.g. a dataset.yaml with train == val: the held-out part would be val, and val no longer unseen
-        log.warning("%s: %d image(s) are in both train and val: architecture decisions read some val images and the val "
-                    "figures are not held-out figures; give val images of its own", s.data, shared)
-    # the search chooses on one part of the held-out images and is checked against the base on the other:
-    # on the images it chose with, a pick looks better than it is
-    arch_files, confirm_files = (split_holdout(holdout_files, CONFIRM_FRACTION, seed=s.seed) if len(holdout_files) >= 2
-                                 else (holdout_files, []))
-    make = lambda files, augment: YoloDataset(  # noqa: E731
-        files, s.img_size, augment=augment, hyp=hyp, nc=config.nc, names=config.names, seed=s.seed)
-    return SearchData(config, make(train_files, True), make(arch_files, False), make(config.val, False), make(train_files, False),
-                      confirm=make(confirm_files, False) if confirm_files else None, train_val_overlap=shared)
-
-
-def _loader(dataset: Any, batch_size: int, shuffle: bool, s: SearchSettings, context: distributed.DistContext = distributed.DistContext()) -> Any:
-    """batch_size is the global batch; under torchrun (context) each rank loads its slice of every global batch
-    (the Evaluator's loaders, on every rank, pass no context and read whole batches)."""
-    from autonn_nas.data import create_dataloader
-    from autonn_nas.data.dataset import EpochShuffleSampler
-
-    if not context.enabled:
-        return create_dataloader(dataset, batch_size=batch_size, shuffle=shuffle, workers=s.workers, seed=s.seed)
-    sampler = distributed.GlobalBatchShard(EpochShuffleSampler(dataset, s.seed), batch_size, context)
-    return create_dataloader(dataset, batch_size=batch_size // context.world_size, workers=s.workers, seed=s.seed, sampler=sampler)
 
 
 class _WorldScaledLoss:
@@ -163,7 +103,7 @@ class SearchRun:
     @classmethod
     def reopen(cls, out: str | Path, device: str = "cpu", workers: int = 0) -> "SearchRun":
         """A search rebuilt from its out folder's last.pt and set up, not run: its supernet weights, data split,
-        cost table and strategy state, e.g. to score more architectures with final.Evaluator afterwards."""
+        cost table and strategy state, e.g. to score more architectures with its evaluator() afterwards."""
         run = cls(SearchSettings(out=str(out), resume=True, device=device, workers=workers, progress=False))
         run._setup()
         run._use_ema_weights()  # what the search derived and scored with
@@ -174,7 +114,7 @@ class SearchRun:
         s = self.settings
         seed_everything(s.seed)
         self.hyp = merge_hyp(s.hyp)
-        self.data = _build_data(s, self.hyp)
+        self.data = build_search_data(s, self.hyp)
         nc = self.data.config.nc
         seed_everything(s.seed)  # the initial weights must not depend on what reading the data consumed (e.g. a label cache miss)
         self.model: Model = build_model(s.cfg, nc=nc, width=s.width, depth=s.depth).to(self.device)
@@ -227,8 +167,8 @@ class SearchRun:
 
     def _make_loaders(self) -> None:
         s, d = self.settings, self.data
-        self.train_loader = RecordingLoader(_loader(d.train_part, self.batch_size, True, s, self.dist), self.files, "weight_training")
-        self.holdout_loader = RecordingLoader(_loader(d.holdout, self.batch_size, True, s, self.dist), self.files, "architecture")
+        self.train_loader = RecordingLoader(search_loader(d.train_part, self.batch_size, True, s.workers, s.seed, self.dist), self.files, "weight_training")
+        self.holdout_loader = RecordingLoader(search_loader(d.holdout, self.batch_size, True, s.workers, s.seed, self.dist), self.files, "architecture")
         self.schedule = WarmupCosineSchedule(self.optimizer, self.hyp, s.epochs, len(self.train_loader), self.batch_size, NOMINAL_BATCH)
         total = s.epochs * len(self.train_loader)
         every = arch_step_interval(len(self.train_loader), len(self.holdout_loader))
@@ -274,6 +214,18 @@ class SearchRun:
         derivation, spos's scoring, bestmodel.pt), as `autonn-nas train` ships its EMA: the average depends less
         on which paths the last few steps happened to sample. last.pt keeps both, so training can go on."""
         self.model.load_state_dict(self.ema.ema.state_dict())
+
+    def trained(self) -> final.TrainedSearch:
+        """The plain values the derivation and the outputs read (search/final.py)."""
+        return final.TrainedSearch(
+            settings=self.settings, out=self.out, dist=self.dist, device=self.device, model=self.model, objective=self.objective,
+            strategy=self.strategy, cost=self.cost, budget=self.budget, data=self.data, files=self.files,
+            batch_size=self.batch_size, arch_schedule=self.arch_schedule, history=self.history,
+            batch_changes=self.batch_changes, seconds=self.seconds, on_event=self.on_event)
+
+    def evaluator(self) -> final.Evaluator:
+        """Recalibrate-then-evaluate on this run's supernet, data and file log (after _setup)."""
+        return self.trained().evaluator()
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def _restore(self, checkpoint: dict[str, Any]) -> None:
@@ -415,14 +367,15 @@ class SearchRun:
         distributed.dump_debug_state(self.dist, self.model, self.strategy.alpha)
         if not self.dist.enabled:
             self._use_ema_weights()
-            return final.finish(self, started)
+            result, self.seconds = final.finish(self.trained(), started)
+            return result
         # plain BN again: each rank runs sub-networks on its own (spos: its share of the candidates), without DDP;
         # the evaluation of the chosen architecture and the outputs are rank 0's while the others wait
         self.model = distributed.revert_sync_batchnorm(self.model)
         self._use_ema_weights()  # the same on every rank: every rank made the same updates
-        result = final.finish(self, started)
+        result, self.seconds = final.finish(self.trained(), started)
         distributed.barrier()
-        return distributed.result_from_portable(distributed.broadcast_object(None if result is None else distributed.portable_result(result)))
+        return result_from_portable(distributed.broadcast_object(None if result is None else portable_result(result)))
 
 
 def run_search(settings: SearchSettings, on_event: EventFn | None = None) -> SearchResult:

@@ -47,7 +47,7 @@ def check_nproc(settings: SearchSettings) -> None:
 
 def _rank_main(config: ServiceConfig, paths: ProjectPaths, job_id: str, settings: SearchSettings) -> dict[str, Any] | None:
     """One rank (RANK, WORLD_SIZE and the rendezvous come from the launcher's environment)."""
-    from autonn_nas.search.distributed import portable_result
+    from autonn_nas.search.result import portable_result
     from autonn_nas.search.runner import run_search
     from autonn_nas.service.job_record import JobRecord
     from autonn_nas.service.pm_client import PMClient
@@ -64,7 +64,7 @@ def run_search_on_ranks(config: ServiceConfig, paths: ProjectPaths, job_id: str,
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from autonn_nas.search.distributed import result_from_portable
+    from autonn_nas.search.result import result_from_portable
 
     # as torchrun does: one thread per rank unless told otherwise, or N ranks fight over the same cores
     os.environ.setdefault("OMP_NUM_THREADS", "1")
