@@ -48,7 +48,10 @@ def _current_rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def step_worker(config: str, width: float, depth: float, img: int, batch: int, steps: int, threads: int | None) -> dict:
+def step_worker(config: str, width: float, depth: float, img: int, batch: int, steps: int, threads: int | None,
+                clock: str = "wall") -> dict:
+    """`clock` "cpu" times the process's CPU time (time.process_time) instead of the wall clock: with one torch
+    thread it is the step's own compute, much less disturbed by other jobs on a busy machine than wall time."""
     import torch
 
     from autonn_nas.models.yolo import build_model
@@ -94,17 +97,18 @@ def step_worker(config: str, width: float, depth: float, img: int, batch: int, s
         if strategy is not None and strategy.alpha is not None:
             strategy.arch_step(images, targets)
 
+    now = time.process_time if clock == "cpu" else time.perf_counter
     weight_times, arch_times = [], []
     for i in range(steps + 1):  # the first step of each kind is a warm-up
-        start = time.perf_counter()
+        start = now()
         weight_step()
         if i:
-            weight_times.append(time.perf_counter() - start)
+            weight_times.append(now() - start)
         if strategy is not None and strategy.alpha is not None:
-            start = time.perf_counter()
+            start = now()
             arch_step()
             if i:
-                arch_times.append(time.perf_counter() - start)
+                arch_times.append(now() - start)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
     return {"config": config, "weight_step_s": weight_times, "arch_step_s": arch_times, "peak_rss_mb": peak_mb, "training_mb": peak_mb - baseline_mb,
             "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads()}
@@ -118,6 +122,7 @@ def run_step_part(args: argparse.Namespace) -> dict:
                    "--img", str(args.img), "--batch", str(args.batch), "--steps", str(args.steps)]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
+            cmd += ["--clock", args.clock]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
             data = json.loads(out.strip().splitlines()[-1])
             for key in ("weight_step_s", "arch_step_s"):
@@ -246,6 +251,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration and round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the configurations")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="step part: time steps by the wall clock or by the process's CPU time (use cpu with --threads 1 on a busy machine)")
     parser.add_argument("--threads", type=int, help="torch threads (step workers and whole runs; default: torch's). On a shared machine use 1")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "coco128" / "dataset.yaml"), help="default: ../shared/datasets/coco128 beside the repository")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each whole search and of the plain training")
@@ -256,7 +263,7 @@ def main() -> int:
     parser.add_argument("--step-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step_worker:
-        print(json.dumps(step_worker(args.step_worker, args.width, args.depth, args.img, args.batch, args.steps, args.threads)))
+        print(json.dumps(step_worker(args.step_worker, args.width, args.depth, args.img, args.batch, args.steps, args.threads, args.clock)))
         return 0
     if args.part == "sweep":
         rows = run_sweep_part(args)
