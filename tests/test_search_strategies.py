@@ -42,6 +42,32 @@ def test_registry_names_every_strategy():
         strategy_class("random")
 
 
+def test_registration_refuses_a_name_the_settings_lack_or_a_taken_one():
+    from autonn_nas.search.strategies import SearchStrategy, register_strategy
+
+    class Unlisted(SearchStrategy):
+        name = "unlisted"
+
+    class Impostor(SearchStrategy):
+        name = "darts"
+
+    with pytest.raises(ValueError, match="settings.STRATEGIES"):
+        register_strategy(Unlisted)
+    with pytest.raises(ValueError, match="taken"):
+        register_strategy(Impostor)
+    assert tuple(STRATEGY_CLASSES) == STRATEGIES and "unlisted" not in STRATEGY_CLASSES
+
+
+def test_settings_and_the_search_command_do_not_import_torch():
+    # `autonn-nas --help` and settings validation read settings.STRATEGIES; the registry behind it imports torch
+    import subprocess
+    import sys
+
+    code = "import sys, autonn_nas.search.settings, autonn_nas.commands.search; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_weight_step_runs_the_strategy_s_paths(name, setup):
     model, loss_fn, table, images, targets = setup

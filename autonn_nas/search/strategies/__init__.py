@@ -1,25 +1,10 @@
-"""Search strategies by name; the names are settings.STRATEGIES."""
+"""Search strategies by name: importing this package imports every strategy module, and each registers its
+class (`@register_strategy`); see docs/strategies.md to add one."""
 from __future__ import annotations
 
-from autonn_nas.search.settings import STRATEGIES
+# imported for their registration
+from autonn_nas.search.strategies import darts, proxyless, spos  # noqa: F401
 from autonn_nas.search.strategies.base import SearchStrategy
-from autonn_nas.search.strategies.darts import DartsStrategy
-from autonn_nas.search.strategies.proxyless import ProxylessStrategy
-from autonn_nas.search.strategies.spos import SposStrategy
+from autonn_nas.search.strategies.registry import STRATEGY_CLASSES, register_strategy, strategy_class
 
-STRATEGY_CLASSES: dict[str, type[SearchStrategy]] = {
-    "proxyless": ProxylessStrategy,
-    "darts": DartsStrategy,
-    "spos": SposStrategy,
-}
-assert tuple(STRATEGY_CLASSES) == STRATEGIES, "every strategy named in settings has a class, and no other"
-
-
-def strategy_class(name: str) -> type[SearchStrategy]:
-    try:
-        return STRATEGY_CLASSES[name]
-    except KeyError:
-        raise ValueError(f"unknown search strategy {name!r}; valid: {', '.join(STRATEGY_CLASSES)}") from None
-
-
-__all__ = ["STRATEGY_CLASSES", "SearchStrategy", "strategy_class"]
+__all__ = ["STRATEGY_CLASSES", "SearchStrategy", "register_strategy", "strategy_class"]

@@ -15,8 +15,10 @@ from __future__ import annotations
 import torch
 
 from autonn_nas.search.strategies.base import SearchStrategy
+from autonn_nas.search.strategies.registry import register_strategy
 
 
+@register_strategy
 class DartsStrategy(SearchStrategy):
     name = "darts"
     has_arch_weights = True

@@ -20,8 +20,10 @@ from autonn_nas.search import evolution
 from autonn_nas.search.arch import Architecture
 from autonn_nas.search.cost import feasible_architectures
 from autonn_nas.search.strategies.base import Scorer, SearchStrategy
+from autonn_nas.search.strategies.registry import register_strategy
 
 
+@register_strategy
 class SposStrategy(SearchStrategy):
     name = "spos"
     has_arch_weights = False
