@@ -10,7 +10,7 @@ import torch
 
 from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.models.yolo import build_model
-from autonn_nas.search import cost as cost_module
+from autonn_nas.search.cost import latency as latency_module
 from autonn_nas.search.arch import Architecture, base_architecture
 from autonn_nas.search.cost import (
     CostTable,
@@ -82,7 +82,7 @@ def test_latency_is_measured_then_cached_and_round_trips_as_a_table(tiny, tmp_pa
     def no_measuring(*args, **kwargs):
         raise AssertionError("a cached entry was measured again")
 
-    monkeypatch.setattr(cost_module, "measure_ms", no_measuring)
+    monkeypatch.setattr(latency_module, "measure_ms", no_measuring)
     again = measured_latency_table(tiny, 64, torch.device("cpu"), cache_path=cache)
     assert again.blocks == table.blocks
     path = tmp_path / "target.json"
@@ -158,3 +158,51 @@ def test_most_probable_within_budget_is_exact(ratio):
         key=lambda a: sum(math.log(as_dict[label][name]) if budget.allows(table.cost(a)) else -1e9 for label, name in a.items()),
     )
     assert chosen == brute
+
+
+# a separate process per run: Python salts str hashes per process, so a key built on hash() would hit in
+# one process and miss in the next (the bug this guards against); the two runs get different hash seeds
+_MEASURE_IN_A_PROCESS = """
+import sys
+from pathlib import Path
+
+import torch
+
+from autonn_nas.models.yolo import build_model
+from autonn_nas.search.cost import latency
+
+calls = []
+measure = latency.measure_ms
+
+
+def counting(*args, **kwargs):
+    calls.append(1)
+    return measure(*args, **kwargs)
+
+
+latency.measure_ms = counting
+torch.manual_seed(0)
+model = build_model("yolov4-p5-search.yaml", nc=2, width=0.125, depth=0.33)
+latency.measured_latency_table(model, 64, torch.device("cpu"), cache_path=Path(sys.argv[1]), warmup=1, repeats=1)
+print(len(calls))
+"""
+
+
+def test_latency_cache_hits_across_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "latency_cache.json"
+
+    def measure(hash_seed: str) -> int:
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run([sys.executable, "-c", _MEASURE_IN_A_PROCESS, str(cache)], capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return int(done.stdout.strip().splitlines()[-1])
+
+    assert measure("1") > 0
+    entries, size = json.loads(cache.read_text()), cache.stat().st_size
+    assert measure("2") == 0  # every entry, the whole-model one included, came from the first process
+    assert json.loads(cache.read_text()) == entries and cache.stat().st_size == size

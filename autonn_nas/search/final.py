@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
+from autonn_nas.data.loader import search_loader
 from autonn_nas.models.choice import set_architecture
 from autonn_nas.models.yolo import Model, cfg_to_yaml
 from autonn_nas.search import confirm, distributed
 from autonn_nas.search.arch import Architecture, base_architecture
 from autonn_nas.search.bn_recalibration import frozen_bn_statistics, recalibrate_bn
-from autonn_nas.data.loader import search_loader
 from autonn_nas.search.derive import derive_yaml, subnet_state_dict
 from autonn_nas.search.distributed import DistContext
 from autonn_nas.search.file_log import FilesRead, RecordingLoader

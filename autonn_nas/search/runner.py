@@ -19,12 +19,11 @@ from typing import Any, Callable
 
 import torch
 
+from autonn_nas.data.loader import search_loader
 from autonn_nas.models.choice import clear_mixture
 from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.models.yolo import Model, build_model
-from autonn_nas.data.loader import search_loader
 from autonn_nas.search import distributed, final
-from autonn_nas.search.arch import Architecture
 from autonn_nas.search.batch_size import fit_batch_size, halved_batch_size, is_out_of_memory
 from autonn_nas.search.cost import build_cost_table, most_probable_within_budget, resolve_budget
 from autonn_nas.search.file_log import FilesRead, RecordingLoader
@@ -123,7 +122,8 @@ class SearchRun:
         if s.weights and self.checkpoint is None:
             warm_start(self.model, s.weights)
         # rank 0's cost table everywhere: measured latencies differ a little from rank to rank
-        self.cost = distributed.broadcast_object(build_cost_table(self.model, s.img_size, s.cost_measure, self.device, s.latency_table))
+        cache = Path(s.latency_cache) if s.latency_cache else None  # None: the default under ~/.cache
+        self.cost = distributed.broadcast_object(build_cost_table(self.model, s.img_size, s.cost_measure, self.device, s.latency_table, cache))
         self.budget = resolve_budget(self.cost, s.budget, s.lightweight_level)
         if self.budget.note() and self.dist.is_main and self.checkpoint is None:
             log.warning("%s", self.budget.note())

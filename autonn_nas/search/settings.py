@@ -31,6 +31,7 @@ class SearchSettings:
     lightweight_level: int | None = None  # TANGO's 0..10; tightens the budget
     cost_measure: str = "flops"
     latency_table: str | None = None  # JSON table of per-candidate latencies for a target measured elsewhere
+    latency_cache: str | None = None  # JSON file of latencies measured here (None: $XDG_CACHE_HOME/autonn_nas/latency_cache.json)
     device: str = "auto"
     seed: int = 0
     workers: int | None = None
