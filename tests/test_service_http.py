@@ -73,6 +73,8 @@ def test_userid_alias_and_reason_in_status_and_log(shared_stack):
         ("bad_settings_value", None, {"img_size": 100}, True, "multiple of 32"),
         ("settings_sets_data", None, {"data": "/etc/x.yaml"}, True, "data cannot be set here"),
         ("cfg_outside_shared", None, {"cfg": "../../../../etc/passwd"}, True, "outside the shared volume"),
+        ("teacher_outside_shared", None, {"teacher": "../../../../etc/passwd"}, True, "outside the shared volume"),
+        ("settings_sets_latency_cache", None, {"latency_cache": "/tmp/cache.json"}, True, "latency_cache cannot be set here"),
         ("bad_lightweight_level", "task_type : detection\ndataset : coco128_mini\nlightweight_level : 42\n", None, True, "lightweight_level"),
     ],
 )

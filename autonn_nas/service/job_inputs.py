@@ -17,7 +17,7 @@ from autonn_nas.service.project_info import read_project_info
 
 SUPPORTED_TASK = "detection"
 # Set by the stage from the project; a neck_nas.yaml may not point them elsewhere.
-STAGE_OWNED_SETTINGS = ("data", "out")
+STAGE_OWNED_SETTINGS = ("data", "out", "latency_cache")  # latency_cache: a file the job would write, possibly outside the volume
 # Settings that name files: resolved relative to the project folder and kept inside the shared volume.
 PATH_SETTINGS = ("cfg", "weights", "teacher", "latency_table")
 BASEMODEL_SEARCH = "basemodel_search.yaml"  # in the run folder: basemodel.yaml with searchable neck blocks
@@ -60,7 +60,7 @@ def _read_settings_file(path: Path) -> dict[str, Any]:
     owned = [key for key in STAGE_OWNED_SETTINGS if key in data]
     if owned:
         raise JobInputError(f"{path}: {', '.join(owned)} cannot be set here: the stage takes the dataset from "
-                            f"{PROJECT_INFO} and writes to the project's run folder")
+                            f"{PROJECT_INFO} and writes only to the project's run folder and its own latency cache")
     return data
 
 
