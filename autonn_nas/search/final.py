@@ -87,6 +87,7 @@ class Evaluator:
         self.objective = objective
         self.data, self.files, self.dist, self.on_event = data, files, dist, on_event
         self.scored: list[dict[str, Any]] = []  # what this rank scored itself (debug evidence under torchrun)
+        self.scored_count = 0  # architectures scored through score_many, by all ranks together
         self.model, self.device = model, device
         loader = lambda dataset: search_loader(dataset, batch_size, False, s.workers, s.seed)  # noqa: E731
         self.recal_loader = RecordingLoader(loader(data.recal), files, "bn_recalibration")
@@ -124,6 +125,7 @@ class Evaluator:
         """holdout_score of each of `archs`, in order. Under torchrun rank r scores archs[r::world] and every
         rank gets all the scores (and the files the others read), so the search goes on identically everywhere."""
         context = self.dist
+        self.scored_count += len(archs)
         mine = {i: self.holdout_score(arch) for i, arch in enumerate(archs) if i % context.world_size == context.rank}
         self.scored += [{"architecture": archs[i].to_dict(), "key": list(key), **details} for i, (key, details) in mine.items()]
         distributed.dump_debug_scores(context, self.scored)
@@ -190,8 +192,8 @@ def _choose(run: TrainedSearch, evaluator: Evaluator, seconds: dict[str, float])
     started = time.perf_counter()
     arch = run.strategy.derive(evaluator)
     seconds["derivation"] = time.perf_counter() - started
-    if evaluator.scored or getattr(run.strategy, "evaluated", None):
-        log.info("%s: %d architectures scored in %.1f s by %d process(es)", run.settings.strategy, len(run.strategy.evaluated),
+    if evaluator.scored_count:
+        log.info("%s: %d architectures scored in %.1f s by %d process(es)", run.settings.strategy, evaluator.scored_count,
                  seconds["derivation"], run.dist.world_size)
     return arch
 
