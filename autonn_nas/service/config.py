@@ -13,6 +13,26 @@ DEFAULT_PM_URL = "http://projectmanager:8085"
 DEFAULT_SHARED_DIR = "/shared"
 
 
+@dataclass(frozen=True)
+class Profile:
+    """Who the stage is to the project manager, and the output layout its hand-off carries.
+
+    `neck_nas` is the neck-NAS era's contract (contract.md); `tango` is TANGO's current deployment, where the
+    PM calls only the containers of its CONTAINER_INFO table, so the stage stands in for its AutoNN."""
+
+    container_id: str
+    port: int
+    # hand-off exports: "yolov5" = (batch, anchors, 5 + nc) with objectness; "yolov9" = (batch, 4 + nc, anchors)
+    output_layout: str
+
+
+PROFILES: dict[str, Profile] = {
+    "neck_nas": Profile(container_id=DEFAULT_CONTAINER_ID, port=DEFAULT_PORT, output_layout="yolov5"),
+    "tango": Profile(container_id="autonn", port=8100, output_layout="yolov9"),
+}
+DEFAULT_PROFILE = "neck_nas"
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -29,6 +49,8 @@ class ServiceConfig:
     container_id: str = DEFAULT_CONTAINER_ID
     pm_url: str = DEFAULT_PM_URL
     port: int = DEFAULT_PORT
+    profile: str = DEFAULT_PROFILE  # NAS_PROFILE: neck_nas | tango (see PROFILES)
+    output_layout: str = PROFILES[DEFAULT_PROFILE].output_layout
     status_updates: bool = False  # optional POST /status_update progress events
     stop_grace_s: float = 5.0  # SIGTERM -> SIGKILL delay for /stop
     pm_attempts: int = 4  # status_report tries before giving up
@@ -50,11 +72,17 @@ class ServiceConfig:
             except ValueError:
                 raise ValueError(f"environment variable {name}={raw!r} is not a valid {kind.__name__}") from None
 
+        profile_name = (env.get("NAS_PROFILE") or DEFAULT_PROFILE).strip().lower()
+        if profile_name not in PROFILES:
+            raise ValueError(f"environment variable NAS_PROFILE={profile_name!r} must be one of {', '.join(PROFILES)}")
+        profile = PROFILES[profile_name]
         return cls(
             shared_dir=Path(env.get("SHARED_DIR") or DEFAULT_SHARED_DIR).resolve(),
-            container_id=env.get("CONTAINER_ID") or DEFAULT_CONTAINER_ID,
+            container_id=env.get("CONTAINER_ID") or profile.container_id,
             pm_url=(env.get("PROJECT_MANAGER_URL") or DEFAULT_PM_URL).rstrip("/"),
-            port=number("PORT", DEFAULT_PORT, int),
+            port=number("PORT", profile.port, int),
+            profile=profile_name,
+            output_layout=profile.output_layout,
             status_updates=_flag(env.get("NAS_STATUS_UPDATES")),
             stop_grace_s=number("NAS_STOP_GRACE_S", 5.0),
             pm_attempts=max(1, number("NAS_PM_ATTEMPTS", 4, int)),

@@ -33,6 +33,7 @@ class JobInputs:
     dataset_yaml: Path
     settings: SearchSettings
     search_cfg: dict | None = None  # from basemodel.yaml; the job writes it to settings.cfg before searching
+    half: bool = False  # export the hand-off in fp16 (from project_info's acc / precision_level)
 
 
 def _lightweight_level(info: dict[str, Any], source: Path) -> int | None:
