@@ -12,6 +12,7 @@ from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.models.yolo import build_model
 from autonn_nas.search.cost import latency as latency_module
 from autonn_nas.search.arch import Architecture, base_architecture
+from autonn_nas.search.settings import SearchSettings
 from autonn_nas.search.cost import (
     CostTable,
     build_cost_table,
@@ -206,3 +207,25 @@ def test_latency_cache_hits_across_processes(tmp_path):
     entries, size = json.loads(cache.read_text()), cache.stat().st_size
     assert measure("2") == 0  # every entry, the whole-model one included, came from the first process
     assert json.loads(cache.read_text()) == entries and cache.stat().st_size == size
+
+
+def test_latency_device_chooses_where_latencies_are_measured(tmp_path):
+    from autonn_nas.utils.device import latency_device
+    from autonn_nas.utils.log import log_to_file
+
+    cpu = torch.device("cpu")
+    assert latency_device(None, cpu) is None and latency_device("cpu", cpu) == cpu
+    if not torch.cuda.is_available():  # a CUDA target measured here: the search's device stands in, and says so
+        with log_to_file(tmp_path / "log.txt"):
+            assert latency_device("cuda", cpu) is None
+        assert "no CUDA device, so latencies are measured on cpu" in (tmp_path / "log.txt").read_text()
+    with pytest.raises(ValueError, match="latency_device 'tpu' is not one of cpu, cuda"):
+        SearchSettings(latency_device="tpu").validate()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: a search on the GPU costing a CPU target")
+def test_a_gpu_search_measures_a_cpu_target_on_the_cpu(tmp_path):
+    model = build_model("yolov4-p5-search.yaml", nc=2, width=0.125, depth=0.33).cuda()
+    table = build_cost_table(model, 64, "latency", torch.device("cuda:0"), cache_path=tmp_path / "c.json",
+                             latency_device=torch.device("cpu"))
+    assert "measured on cpu" in table.source and next(model.parameters()).is_cuda

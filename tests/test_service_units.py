@@ -85,15 +85,16 @@ def test_basemodel_neck_becomes_the_search_space(tmp_path):
     assert config_rows(inputs.search_cfg) == config_rows(load_cfg("yolov4-p5-search.yaml"))
 
 
-def test_basemodel_without_a_neck_is_refused(tmp_path):
+def test_basemodel_without_a_neck_searches_the_builtin_base_and_says_why(tmp_path):
     shared = tmp_path / "shared"
     project_dir = write_project(shared)
     fake_dataset(shared)
     cfg = load_cfg("yolov4-p5.yaml")
     cfg["head"] = [[-1, 1, "BottleneckCSP", row[3]] if row[2] == "BottleneckCSP2" else row for row in cfg["head"]]
     (project_dir / "basemodel.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.raises(JobInputError, match=r"basemodel.yaml: the head has no BottleneckCSP2 rows"):
-        load_job_inputs(ProjectPaths.of(shared, "demo_user", "demo_project"))
+    inputs = load_job_inputs(ProjectPaths.of(shared, "demo_user", "demo_project"))
+    assert inputs.search_cfg is None and inputs.settings.cfg == "yolov4-p5-search.yaml"
+    assert any(note.startswith("basemodel.yaml: its head has no BottleneckCSP2 rows") for note in inputs.notes), inputs.notes
 
 
 def test_symlinked_dataset_outside_shared_refused(tmp_path):

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from autonn_nas.search.settings import ARCH_WARMUPS, COST_MEASURES, STRATEGIES, SearchSettings
+from autonn_nas.search.settings import ARCH_WARMUPS, COST_MEASURES, LATENCY_DEVICES, STRATEGIES, SearchSettings
 from autonn_nas.train.hyp import load_hyp_overrides
 
 
@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lightweight-level", type=int, help="TANGO lightweight_level 0..10: tightens the budget toward the cheapest architecture")
     parser.add_argument("--cost-measure", choices=COST_MEASURES, default=d.cost_measure, help=f"cost of an architecture (default {d.cost_measure})")
     parser.add_argument("--latency-table", help="JSON latency table of a target measured elsewhere (with --cost-measure latency)")
+    parser.add_argument("--latency-device", choices=LATENCY_DEVICES,
+                        help="measure latencies on this device instead of the search's (the kind of device the model is for)")
     parser.add_argument("--latency-cache", help="JSON file of the latencies measured here, reused by later runs (default: under $XDG_CACHE_HOME or ~/.cache)")
     parser.add_argument("--evaluations", type=int, help="spos: most architectures to score (default 100 on CPU, 200 on CUDA)")
     parser.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction, help="share of the train split held out for architecture decisions")

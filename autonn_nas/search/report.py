@@ -4,6 +4,7 @@ architecture, with the budget line)."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -229,9 +230,18 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         score = ("by held-out loss per image (lower is better)" if _score_key(spos.get("top") or []) == "loss"
                  else "by held-out fitness (0.1 mAP50 + 0.9 mAP50-95)")
         lines += ["", f"spos: {spos['mode']} search, {spos['evaluated']} architectures scored {score} on the held-out images after BN recalibration."]
+    if report.get("stage_inputs"):  # set by the stage: what the project manager's project_info.yaml keys did
+        lines += ["", "## Project inputs", "", *(f"- {note}" for note in report["stage_inputs"])]
     lines += ["", f"Wall time: {report['seconds']['total']:.1f} s (supernet training {report['seconds']['training']:.1f} s).", ""]
     return "\n".join(lines)
 
 
 def write_reports(out: Path, report: Mapping[str, Any]) -> tuple[Path, Path]:
     return atomic_write_json(out / "report.json", report), atomic_write_text(out / "report.md", markdown_report(report))
+
+
+def add_stage_inputs(report_json: Path, notes: Sequence[str]) -> None:
+    """Record in a finished search's report.json and report.md what the stage made of the project's inputs."""
+    report = json.loads(Path(report_json).read_text())
+    report["stage_inputs"] = list(notes)
+    write_reports(Path(report_json).parent, report)

@@ -43,7 +43,7 @@ from autonn_nas.train.loss import DetectionLoss, scaled_loss_gains
 from autonn_nas.train.optim import NOMINAL_BATCH, build_optimizer
 from autonn_nas.train.schedule import WarmupCosineSchedule
 from autonn_nas.train.trainer import _loader_generators, _set_epoch
-from autonn_nas.utils.device import select_device
+from autonn_nas.utils.device import latency_device, select_device
 from autonn_nas.utils.files import atomic_write_json
 from autonn_nas.utils.log import get_logger, log_to_file
 from autonn_nas.utils.seed import seed_everything
@@ -123,7 +123,9 @@ class SearchRun:
             warm_start(self.model, s.weights)
         # rank 0's cost table everywhere: measured latencies differ a little from rank to rank
         cache = Path(s.latency_cache) if s.latency_cache else None  # None: the default under ~/.cache
-        self.cost = distributed.broadcast_object(build_cost_table(self.model, s.img_size, s.cost_measure, self.device, s.latency_table, cache))
+        measured_on = latency_device(s.latency_device, self.device) if s.cost_measure == "latency" and not s.latency_table else None
+        self.cost = distributed.broadcast_object(build_cost_table(self.model, s.img_size, s.cost_measure, self.device, s.latency_table,
+                                                                  cache, measured_on))
         self.budget = resolve_budget(self.cost, s.budget, s.lightweight_level)
         if self.budget.note() and self.dist.is_main and self.checkpoint is None:
             log.warning("%s", self.budget.note())

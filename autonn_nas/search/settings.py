@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 STRATEGIES = ("proxyless", "darts", "spos")
 COST_MEASURES = ("params", "flops", "latency")
+LATENCY_DEVICES = ("cpu", "cuda")  # where latency costs may be measured; None in the settings: the search's own device
 # when architecture steps start: "fraction" (ours: after a weight-only warm-up of 25 % of the run's iterations)
 # or "prior_art" (TANGO's earlier neck NAS: after max(3 epochs, 1000 iterations), so a short run never takes
 # one; kept only to compare against it, see benchmarks/README.md)
@@ -33,6 +34,7 @@ class SearchSettings:
     latency_table: str | None = None  # JSON table of per-candidate latencies for a target measured elsewhere
     latency_cache: str | None = None  # JSON file of latencies measured here (None: $XDG_CACHE_HOME/autonn_nas/latency_cache.json)
     device: str = "auto"
+    latency_device: str | None = None  # measure latencies here (cpu | cuda) instead of on the search's device: the target's kind
     seed: int = 0
     workers: int | None = None
     weights: str | None = None  # optional Scaled-YOLOv4-layout state_dict to warm-start from
@@ -77,6 +79,8 @@ class SearchSettings:
             fail(f"nproc must be a positive integer, got {self.nproc!r}")
         if self.cost_measure not in COST_MEASURES:
             fail(f"cost_measure '{self.cost_measure}' is not one of {', '.join(COST_MEASURES)}")
+        if self.latency_device not in (None, *LATENCY_DEVICES):
+            fail(f"latency_device '{self.latency_device}' is not one of {', '.join(LATENCY_DEVICES)}")
         for name in ("epochs", "img_size", "batch_size", "workers", "evaluations"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "workers" else 1)):

@@ -11,9 +11,10 @@ from typing import Any
 import yaml
 
 from autonn_nas.search.settings import SearchSettings
-from autonn_nas.service.basemodel import search_cfg_from_base
+from autonn_nas.service.basemodel import OtherFamilyError, search_cfg_from_base
 from autonn_nas.service.paths import BASEMODEL, PROJECT_INFO, SETTINGS_FILE, ProjectPaths, inside
 from autonn_nas.service.project_info import read_project_info
+from autonn_nas.service.target import level, project_file, target_choices
 
 SUPPORTED_TASK = "detection"
 # Set by the stage from the project; a neck_nas.yaml may not point them elsewhere.
@@ -34,19 +35,7 @@ class JobInputs:
     settings: SearchSettings
     search_cfg: dict | None = None  # from basemodel.yaml; the job writes it to settings.cfg before searching
     half: bool = False  # export the hand-off in fp16 (from project_info's acc / precision_level)
-
-
-def _lightweight_level(info: dict[str, Any], source: Path) -> int | None:
-    value = info.get("lightweight_level")
-    if value is None or value == "":
-        return None
-    try:
-        level = int(value)
-    except (TypeError, ValueError):
-        level = -1
-    if not 0 <= level <= 10 or str(level) != str(value).strip():
-        raise JobInputError(f"{source}: lightweight_level must be an integer 0..10, got {value!r}")
-    return level
+    notes: tuple[str, ...] = ()  # what the project's keys did (service/target.py), for the log and the report
 
 
 def _read_settings_file(path: Path) -> dict[str, Any]:
@@ -68,15 +57,10 @@ def _read_settings_file(path: Path) -> dict[str, Any]:
 def _resolve_path_setting(paths: ProjectPaths, key: str, value: Any, source: Path) -> str:
     if key == "cfg" and isinstance(value, str) and "/" not in value and not paths.input(value).is_file():
         return value  # a built-in config name such as yolov4-p5-search.yaml
-    if not isinstance(value, str) or not value:
-        raise JobInputError(f"{source}: {key} must be a file name, got {value!r}")
     try:
-        resolved = inside(paths.shared_dir, paths.project_dir / value, key)
+        return str(project_file(paths, key, value, source))
     except ValueError as exc:
-        raise JobInputError(f"{source}: {exc}") from None
-    if not resolved.is_file():
-        raise JobInputError(f"{source}: {key} file {str(resolved)!r} does not exist")
-    return str(resolved)
+        raise JobInputError(str(exc)) from None
 
 
 def load_job_inputs(paths: ProjectPaths, resume: bool = False, nproc: int = 1) -> JobInputs:
@@ -111,17 +95,28 @@ def load_job_inputs(paths: ProjectPaths, resume: bool = False, nproc: int = 1) -
         for key in PATH_SETTINGS:
             if values.get(key) is not None:
                 values[key] = _resolve_path_setting(paths, key, values[key], settings_path)
+    explicit = dict(values)
+    notes: list[str] = []
     basemodel = paths.input(BASEMODEL)
     search_cfg = None
     if "cfg" not in values and basemodel.is_file():
         try:
             search_cfg = search_cfg_from_base(inside(paths.shared_dir, basemodel, BASEMODEL))
+            values["cfg"] = str(paths.run_dir / BASEMODEL_SEARCH)
+        except OtherFamilyError as exc:  # e.g. a YOLOv7/v9 base chosen by an earlier stage: search the built-in base
+            notes.append(f"{BASEMODEL}: {exc}; the built-in {SearchSettings.cfg} is searched instead")
         except ValueError as exc:
             raise JobInputError(str(exc)) from None
-        values["cfg"] = str(paths.run_dir / BASEMODEL_SEARCH)
-    level = _lightweight_level(info, info_path)
-    if "lightweight_level" not in values and level is not None:
-        values["lightweight_level"] = level
+    try:
+        lightweight = level(info, "lightweight_level", info_path)
+        choices = target_choices(info, info_path, paths, explicit)
+    except ValueError as exc:
+        raise JobInputError(str(exc)) from None
+    if "lightweight_level" not in values and lightweight is not None:
+        values["lightweight_level"] = lightweight
+    for key, value in choices.settings.items():
+        values.setdefault(key, value)
+    notes.extend(choices.notes)
     if "progress" in SearchSettings.field_names() and "progress" not in values:
         values["progress"] = False  # per-batch progress bars would flood the job log
     values.setdefault("nproc", nproc)
@@ -130,7 +125,8 @@ def load_job_inputs(paths: ProjectPaths, resume: bool = False, nproc: int = 1) -
         settings = SearchSettings.from_mapping(values, source=str(settings_path))
     except TypeError as exc:
         raise JobInputError(f"{settings_path}: {exc}") from None
-    return JobInputs(project_info=info, dataset_yaml=dataset_yaml, settings=settings, search_cfg=search_cfg)
+    return JobInputs(project_info=info, dataset_yaml=dataset_yaml, settings=settings, search_cfg=search_cfg,
+                     half=choices.half, notes=tuple(notes))
 
 
 def check_dataset_inside(paths: ProjectPaths, dataset_yaml: Path) -> None:

@@ -48,10 +48,13 @@ def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: boo
         log.info("job %s for %s/%s: settings %s", job_id, paths.user_id, paths.project_id, inputs.settings.to_dict())
         if inputs.search_cfg is not None:
             atomic_write_text(inputs.settings.cfg, cfg_to_yaml(inputs.search_cfg))
-        record.update(phase="queued")
+        for note in inputs.notes:
+            log.info("project input: %s", note)
+        record.update(phase="queued", input_notes=list(inputs.notes))
         with queue_turn(config.queue_lock, on_wait=lambda: log.info("another search runs on this machine; queued")):
             record.running()
             # Imported here: the search stack is heavy, and a bad project should fail fast without it.
+            from autonn_nas.search.report import add_stage_inputs
             from autonn_nas.search.runner import run_search
 
             if inputs.settings.nproc > 1:
@@ -59,6 +62,8 @@ def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: boo
             else:
                 result = run_search(inputs.settings, on_event=record.on_event)
             log.info("search finished: %s", result.arch)
+            if inputs.notes:
+                add_stage_inputs(result.report, inputs.notes)
             outputs = record.complete(result, inputs)
         log.info("outputs: %s", outputs)
         outcome = st.COMPLETED

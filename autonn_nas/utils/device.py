@@ -25,3 +25,23 @@ def select_device(spec: str | None = None) -> torch.device:
             raise ValueError(f"device '{spec}' requested but only {torch.cuda.device_count()} CUDA device(s) exist")
         return device
     raise ValueError(f"unknown device '{spec}': use auto, cpu, cuda, cuda:N or N")
+
+
+def latency_device(spec: str | None, search_device: torch.device) -> torch.device | None:
+    """Where latency costs are measured for a `latency_device` setting (None: on the search's device).
+
+    A CUDA target on a machine without CUDA cannot be measured here: the search's device stands in, and the
+    cost table's source (in the log and the report) says which device it was."""
+    if spec is None:
+        return None
+    if spec == "cpu":
+        return torch.device("cpu")
+    if search_device.type == "cuda":
+        return search_device
+    if torch.cuda.is_available():
+        return torch.device("cuda:0")
+    from autonn_nas.utils.log import get_logger
+
+    get_logger("utils.device").warning("latency_device cuda: this machine has no CUDA device, so latencies are measured on %s",
+                                       search_device)
+    return None

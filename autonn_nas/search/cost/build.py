@@ -1,6 +1,7 @@
 """The cost table of a search: counted, measured, or read from a latency table measured elsewhere."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -20,7 +21,10 @@ def build_cost_table(
     device: torch.device,
     latency_table: str | Path | None = None,
     cache_path: Path | None = None,
+    latency_device: torch.device | None = None,
 ) -> CostTable:
+    """`latency_device`: where measured latencies are taken (None: `device`, where the model is); the model is
+    copied there for the measurement, so a search on a GPU can cost architectures for a CPU target."""
     if measure not in COST_MEASURES:
         raise ValueError(f"cost measure {measure!r} is not one of {', '.join(COST_MEASURES)}")
     if latency_table:
@@ -28,5 +32,7 @@ def build_cost_table(
             raise ValueError(f"a latency table was given but the cost measure is {measure!r}; use cost_measure latency with it")
         return load_latency_table(latency_table, list(searchable_blocks(model)))
     if measure == "latency":
+        if latency_device is not None and latency_device != device:
+            return measured_latency_table(copy.deepcopy(model).to(latency_device), img_size, latency_device, cache_path)
         return measured_latency_table(model, img_size, device, cache_path)
     return counted_cost_table(model, img_size, measure)
