@@ -35,14 +35,14 @@ from autonn_nas.search.splits import build_search_data
 from autonn_nas.search.strategies import strategy_class
 from autonn_nas.search.warm_start import warm_start
 from autonn_nas.train.anchors import check_anchor_fit, label_wh_at_size
-from autonn_nas.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from autonn_nas.train.checkpoint import load_checkpoint, save_checkpoint
 from autonn_nas.train.ema import ModelEMA
-from autonn_nas.train.epoch import make_grad_scaler
 from autonn_nas.train.hyp import merge_hyp
 from autonn_nas.train.loss import DetectionLoss, scaled_loss_gains
-from autonn_nas.train.optim import NOMINAL_BATCH, build_optimizer
+from autonn_nas.train.optim import NOMINAL_BATCH
 from autonn_nas.train.schedule import WarmupCosineSchedule
-from autonn_nas.train.trainer import _loader_generators, _set_epoch
+from autonn_nas.train.state import TrainingState
+from autonn_nas.train.trainer import loader_generators, set_data_epoch
 from autonn_nas.utils.device import latency_device, select_device
 from autonn_nas.utils.files import atomic_write_json
 from autonn_nas.utils.log import get_logger, log_to_file
@@ -150,7 +150,7 @@ class SearchRun:
             with torch.no_grad():
                 noise = torch.randn(self.strategy.alpha.shape, generator=torch.Generator().manual_seed(s.seed)) * 1e-3
                 self.strategy.alpha.copy_(noise.to(self.strategy.alpha.device))
-        self.ema = ModelEMA(self.model)  # before the SyncBatchNorm conversion: the average keeps plain BN layers
+        ema = ModelEMA(self.model)  # before the SyncBatchNorm conversion: the average keeps plain BN layers
         self.batch_size = int(self.checkpoint["batch_size"]) if self.checkpoint else s.batch_size
         if self.device.type == "cuda" and self.checkpoint is None and not self.dist.enabled:
             self.batch_size = fit_batch_size(self._memory_probe, self.batch_size)
@@ -160,8 +160,8 @@ class SearchRun:
             self.train_model = distributed.wrap_ddp(self.model, self.device)
             self.train_loss = _WorldScaledLoss(self.objective, self.dist.world_size)
             self.strategy.reduce_arch_grad = distributed.all_reduce_mean
-        self.optimizer = build_optimizer(self.model, self.hyp, self.batch_size)
-        self.scaler = make_grad_scaler(self.device)
+        self.state = TrainingState(self.model, self.hyp, self.batch_size, self.device, ema=ema)
+        self.optimizer, self.scaler, self.ema = self.state.optimizer, self.state.scaler, self.state.ema
         self._make_loaders()
         self.start_epoch = 0
         if self.checkpoint is not None:
@@ -184,8 +184,8 @@ class SearchRun:
         self.strategy.set_arch_lr(arch_learning_rate(self.arch_schedule.steps_in(0, total)))
 
     def _generators(self) -> dict[str, torch.Generator]:
-        gens = {f"train_{k}": g for k, g in _loader_generators(self.train_loader).items()}
-        gens.update({f"holdout_{k}": g for k, g in _loader_generators(self.holdout_loader).items()})
+        gens = {f"train_{k}": g for k, g in loader_generators(self.train_loader).items()}
+        gens.update({f"holdout_{k}": g for k, g in loader_generators(self.holdout_loader).items()})
         return gens
 
     def _memory_probe(self, batch_size: int) -> None:
@@ -232,19 +232,14 @@ class SearchRun:
     # -- checkpoints ---------------------------------------------------------------------------------
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         self.model.load_state_dict(checkpoint["state_dict"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
-        if "ema" in checkpoint:
-            self.ema.load_state_dict(checkpoint["ema"])
-        else:  # written before the supernet kept an average: the average starts from the restored weights
-            self.ema.ema.load_state_dict(self.model.state_dict())
+        self.state.load_state_dict(checkpoint)
         self.strategy.load_state_dict(checkpoint["strategy"])
         self.history = list(checkpoint["history"])
         self.batch_changes = list(checkpoint.get("batch_changes", []))
         self.files = FilesRead(checkpoint.get("files_read"))
         self.seconds = dict(checkpoint.get("seconds", self.seconds))
         self._make_loaders()  # record into the restored file log
-        restore_rng_states(checkpoint["rng"], self._generators())
+        self.state.restore_rng(checkpoint, self._generators())
         self.start_epoch = int(checkpoint["epoch"]) + 1
         log.info("resuming %s from epoch %d of %d", self.out / "last.pt", self.start_epoch + 1, self.settings.epochs)
 
@@ -264,10 +259,7 @@ class SearchRun:
             "settings": self.settings.to_dict(),
             "batch_size": self.batch_size,
             "strategy": self.strategy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "ema": self.ema.state_dict(),
-            "rng": rng_states(self._generators()),
+            **self.state.state_dict(self._generators()),
             "history": self.history,
             "batch_changes": self.batch_changes,
             "files_read": self.files.state_dict(),
@@ -284,7 +276,7 @@ class SearchRun:
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         s = self.settings
         while True:
-            _set_epoch(self.data.train_part, self.train_loader, epoch)
+            set_data_epoch(self.data.train_part, self.train_loader, epoch)
             try:
                 result = train_supernet_epoch(
                     self.strategy, self.train_loader, self.holdout_loader, self.train_loss, self.optimizer, self.schedule,

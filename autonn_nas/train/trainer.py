@@ -15,17 +15,16 @@ from typing import Any
 import torch
 
 from autonn_nas.train.anchors import check_anchor_fit, label_wh_at_size
-from autonn_nas.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from autonn_nas.train.checkpoint import load_checkpoint, save_checkpoint
 from autonn_nas.train.coco_eval import coco_ground_truth_from_dataset
-from autonn_nas.train.ema import ModelEMA
-from autonn_nas.train.epoch import make_grad_scaler, train_one_epoch
+from autonn_nas.train.epoch import train_one_epoch
 from autonn_nas.train.evaluate import evaluate
 from autonn_nas.train.hyp import merge_hyp
 from autonn_nas.train.loss import DetectionLoss, scaled_loss_gains
-from autonn_nas.train.optim import build_optimizer
 from autonn_nas.train.results import fitness, plot_results, write_results_row
 from autonn_nas.train.schedule import WarmupCosineSchedule
 from autonn_nas.train.settings import TrainSettings
+from autonn_nas.train.state import TrainingState
 from autonn_nas.utils.device import select_device
 from autonn_nas.utils.files import atomic_write_json
 from autonn_nas.utils.log import get_logger, log_to_file
@@ -80,10 +79,6 @@ def set_data_epoch(dataset: Any, loader: Any, epoch: int) -> None:
             component.set_epoch(epoch)
 
 
-# older private names, still imported by callers
-_loader_generators, _set_epoch = loader_generators, set_data_epoch
-
-
 class Trainer:
     """`Trainer(settings).run()` trains and returns a summary dict; `--resume` continues from out/last.pt."""
 
@@ -117,20 +112,17 @@ class Trainer:
         self.val_loader = make_loader(self.val_set, s.batch_size, False, s.workers, s.seed)
         self.val_truth = coco_ground_truth_from_dataset(self.val_set, self.data.names)
         self.loss_fn = DetectionLoss(self.model, scaled_loss_gains(self.hyp, detect.nc, detect.nl, s.img_size))
-        self.optimizer = build_optimizer(self.model, self.hyp, s.batch_size, s.nominal_batch)
+        self.state = TrainingState(self.model, self.hyp, s.batch_size, self.device, s.nominal_batch)
+        self.optimizer, self.scaler, self.ema = self.state.optimizer, self.state.scaler, self.state.ema
         self.schedule = WarmupCosineSchedule(self.optimizer, self.hyp, s.epochs, len(self.train_loader), s.batch_size, s.nominal_batch)
-        self.scaler = make_grad_scaler(self.device)
-        self.ema = ModelEMA(self.model)
         self.start_epoch, self.best_fitness, self.best_epoch = 0, -1.0, -1
         if self.checkpoint is not None:
             self._restore(self.checkpoint)
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         self.model.load_state_dict(checkpoint["train_state_dict"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.ema.load_state_dict(checkpoint["ema"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
-        restore_rng_states(checkpoint["rng"], loader_generators(self.train_loader))
+        self.state.load_state_dict(checkpoint)
+        self.state.restore_rng(checkpoint, loader_generators(self.train_loader))
         self.start_epoch = int(checkpoint["epoch"]) + 1
         self.best_fitness = float(checkpoint["best_fitness"])
         self.best_epoch = int(checkpoint.get("best_epoch", -1))
@@ -149,10 +141,7 @@ class Trainer:
             "settings": self.settings.to_dict(),
             "hyp": self.hyp,
             "train_state_dict": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "ema": self.ema.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng_states(loader_generators(self.train_loader)),
+            **self.state.state_dict(loader_generators(self.train_loader)),
         }
 
     # -- run ---------------------------------------------------------------------------------------
