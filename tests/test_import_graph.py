@@ -87,3 +87,23 @@ def test_the_graph_sees_relative_lazy_and_type_checking_imports():
 def test_no_import_cycle_in_the_package():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+# The layers, lowest first: a module may import its own layer and the ones below, never one above
+# (service -> search / export -> train -> data -> models -> utils; the CLI's commands sit on top).
+LAYERS = {"utils": 0, "models": 1, "data": 2, "train": 3, "search": 4, "export": 4, "service": 5,
+          "commands": 6, "cli": 6, "__main__": 6}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_no_module_imports_a_higher_layer():
+    graph = import_graph()
+    unknown = sorted({_layer(m) for m in graph} - set(LAYERS) - {"__init__"})
+    assert not unknown, f"modules outside the known layers {unknown}: add them to LAYERS"
+    upward = [f"{m} -> {e}" for m, edges in sorted(graph.items()) for e in sorted(edges)
+              if _layer(m) in LAYERS and _layer(e) in LAYERS and LAYERS[_layer(e)] > LAYERS[_layer(m)]]
+    assert not upward, "imports that run up the layers:\n" + "\n".join(upward)

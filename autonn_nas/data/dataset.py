@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from autonn_nas.data.augment import augment_hsv, flip_horizontal, mosaic4, random_affine
+from autonn_nas.data.augment import AUGMENTATION_DEFAULTS, augment_hsv, flip_horizontal, mosaic4, random_affine
 from autonn_nas.data.boxes import xywhn_to_xyxy, xyxy_to_xywhn
 from autonn_nas.data.config import DatasetConfig
 from autonn_nas.data.errors import DatasetError
@@ -29,7 +29,6 @@ from autonn_nas.data.images import load_image
 from autonn_nas.data.labels import DatasetReport, Skipped
 from autonn_nas.data.letterbox import letterbox
 from autonn_nas.data.scan import ImageRecord, labels_without_image, scan_images
-from autonn_nas.train.hyp import DEFAULT_HYP
 from autonn_nas.utils.log import get_logger
 
 log = get_logger("data")
@@ -74,7 +73,7 @@ class YoloDataset(Dataset):
             nc = len(names)
         self.img_size = int(img_size)
         self.augment = augment
-        self.hyp = {**DEFAULT_HYP, **(hyp or {})}  # keys not given keep their defaults
+        self.hyp = {**AUGMENTATION_DEFAULTS, **(hyp or {})}  # keys not given keep their defaults
         self.mosaic = augment if mosaic is None else mosaic
         self.nc = nc
         self.names = [str(n) for n in names] if names is not None else [f"class{i}" for i in range(nc or 0)]

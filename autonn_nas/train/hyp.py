@@ -1,11 +1,14 @@
 """Default training hyperparameters (Scaled-YOLOv4 / YOLOv5 'scratch' values).
 
-One plain dict, shared by the data pipeline (augmentation keys) and the trainer (optimiser and loss keys).
+One plain dict: the trainer's optimiser and loss keys plus the data pipeline's augmentation keys, which
+data/augment.py owns (the data layer does not import the training layer).
 Callers copy it and override keys; unknown keys in a user's override are an error (see `merge_hyp`).
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
+
+from autonn_nas.data.augment import AUGMENTATION_DEFAULTS
 
 DEFAULT_HYP: dict[str, float] = {
     # optimiser and schedule
@@ -25,16 +28,7 @@ DEFAULT_HYP: dict[str, float] = {
     "anchor_t": 4.0,  # anchor / target width-height ratio threshold for matching
     "fl_gamma": 0.0,  # focal loss gamma (0 = plain BCE)
     "label_smoothing": 0.0,  # class targets become 1 - eps/2 and eps/2
-    # augmentation
-    "hsv_h": 0.015,
-    "hsv_s": 0.7,
-    "hsv_v": 0.4,
-    "degrees": 0.0,
-    "translate": 0.1,
-    "scale": 0.5,
-    "shear": 0.0,
-    "fliplr": 0.5,
-    "mosaic": 1.0,  # probability of a 4-image mosaic when augmenting
+    **AUGMENTATION_DEFAULTS,  # data/augment.py: the data pipeline's own keys
 }
 
 
