@@ -5,6 +5,10 @@ derive_yaml turns each searchable row `[f, n, MBottleneckCSP2, [c2]]` into a con
 `[c2, shortcut, g, e, kernel, activation]` so the choice is visible in the row. Because the supernet's
 candidates are the same BottleneckCSP2 class as the derived blocks, a candidate's state_dict has the
 derived block's layout, and subnet_state_dict is a walk over layers rather than key rewriting.
+
+search_cfg_from_base is the inverse of derive_yaml: a base model YAML (TANGO's basemodel.yaml) whose neck
+`BottleneckCSP2` rows become searchable. A base of another family (TANGO's AutoNN picks YOLOv7 or YOLOv9
+bases) has no neck this search space fits: OtherFamilyError, and the stage searches the built-in base.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from autonn_nas.models.search_space import (
     candidate,
     validate_choices,
 )
-from autonn_nas.models.yolo import Model, load_cfg, searchable_labels
+from autonn_nas.models.yolo import MODULES, Model, build_model, config_rows, load_cfg, searchable_labels
 
 # BottleneckCSP2(c1, c2, n, shortcut, g, e, k, act): defaults of the optional args before k and act
 _CSP2_DEFAULTS = (False, 1, 0.5)
@@ -125,3 +129,36 @@ def inherit_base_weights(supernet: Model, base_state_dict: Mapping[str, torch.Te
                 _inherit_block(op, base_layer)
         else:
             _inherit_block(layer, base_layer)
+
+
+NECK_BLOCK = CONCRETE_MODULE  # the base model's neck blocks are the concrete module the candidates derive to
+SEARCHABLE_ARGS = 4  # MBottleneckCSP2(c2, shortcut, g, e): the candidates fix kernel and activation
+
+
+class OtherFamilyError(ValueError):
+    """The base model is a valid config of another detector family (not YOLOv4-P5-like); says which."""
+
+
+def search_cfg_from_base(path: Path) -> dict:
+    """The search config built from a base model YAML; ValueError naming the file and row when impossible."""
+    cfg = load_cfg(path)
+    foreign = sorted({str(row[2]) for row in config_rows(cfg) if isinstance(row, list) and len(row) == 4} - set(MODULES))
+    if foreign:
+        raise OtherFamilyError(f"a model of another family (its modules {', '.join(foreign)} are not YOLOv4-P5's)")
+    if any(len(row) == 4 and row[2] == SEARCHABLE_MODULE for row in config_rows(cfg)):
+        return cfg
+    first_head = len(cfg["backbone"])
+    converted = 0
+    for offset, row in enumerate(cfg["head"]):
+        if len(row) == 4 and row[2] == NECK_BLOCK:
+            args = list(row[3])
+            if len(args) > SEARCHABLE_ARGS:
+                raise ValueError(f"{path}: row {first_head + offset} ({NECK_BLOCK} {args}) fixes the kernel/activation "
+                                 f"that the search chooses; give at most [c2, shortcut, g, e]")
+            row[2] = SEARCHABLE_MODULE
+            converted += 1
+    if not converted:
+        raise OtherFamilyError(f"its head has no {NECK_BLOCK} rows, so there is no neck this search space fits "
+                               f"(a YOLOv4-P5-family model is expected)")
+    build_model(cfg, width=0.0625, depth=0.33)  # fails here, naming the row, rather than in the job
+    return cfg

@@ -11,7 +11,6 @@ from typing import Any
 import yaml
 
 from autonn_nas.search.settings import SearchSettings
-from autonn_nas.service.basemodel import OtherFamilyError, search_cfg_from_base
 from autonn_nas.service.paths import BASEMODEL, PROJECT_INFO, SETTINGS_FILE, ProjectPaths, inside
 from autonn_nas.service.project_info import read_project_info
 from autonn_nas.service.target import level, project_file, target_choices
@@ -100,6 +99,9 @@ def load_job_inputs(paths: ProjectPaths, resume: bool = False, nproc: int = 1) -
     basemodel = paths.input(BASEMODEL)
     search_cfg = None
     if "cfg" not in values and basemodel.is_file():
+        # imported here: it builds the model (torch), which the server needs only for a project with a basemodel.yaml
+        from autonn_nas.search.derive import OtherFamilyError, search_cfg_from_base
+
         try:
             search_cfg = search_cfg_from_base(inside(paths.shared_dir, basemodel, BASEMODEL))
             values["cfg"] = str(paths.run_dir / BASEMODEL_SEARCH)
