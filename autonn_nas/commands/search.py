@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from autonn_nas.search.settings import ARCH_WARMUPS, COST_MEASURES, LATENCY_DEVICES, STRATEGIES, SearchSettings
@@ -51,6 +50,7 @@ def settings_from_args(args: argparse.Namespace) -> SearchSettings:
 
 def run(args: argparse.Namespace) -> int:
     from autonn_nas.search.arch import Architecture
+    from autonn_nas.search.distributed import is_main_process
     from autonn_nas.search.runner import run_search
 
     try:
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"autonn-nas search: {exc}", file=sys.stderr)
         return 2
-    if os.environ.get("RANK", "0") != "0":  # under torchrun the result is printed once, by rank 0
+    if not is_main_process():  # under torchrun the result is printed once, by rank 0
         return 0
     m = result.metrics
     decision = m.get("decision") or {}

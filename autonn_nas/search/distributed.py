@@ -63,6 +63,11 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun launch, or a process without one (readable before and after the process group)."""
+    return not launched_by_torchrun() or int(os.environ["RANK"]) == 0
+
+
 def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
     """Join the process group torchrun describes (no-op without torchrun or with one process); returns
     the context and this rank's device (cuda:LOCAL_RANK on CUDA)."""

@@ -45,7 +45,7 @@ from autonn_nas.train.state import TrainingState
 from autonn_nas.train.trainer import loader_generators, set_data_epoch
 from autonn_nas.utils.device import latency_device, select_device
 from autonn_nas.utils.files import atomic_write_json
-from autonn_nas.utils.log import get_logger, log_to_file
+from autonn_nas.utils.log import get_logger, log_to_file, quieter
 from autonn_nas.utils.seed import seed_everything
 
 log = get_logger("search")
@@ -78,8 +78,6 @@ class SearchRun:
     def __init__(self, settings: SearchSettings, on_event: EventFn | None = None):
         settings.validate()
         self.dist, self.device = distributed.init_from_env(select_device(settings.device))
-        if not self.dist.is_main:  # one voice: rank 0 logs, writes and reports
-            get_logger().setLevel(logging.WARNING)
         self.out = Path(settings.out)
         self.checkpoint = None
         if settings.resume:
@@ -325,8 +323,9 @@ class SearchRun:
 
     # -- run -----------------------------------------------------------------------------------------
     def run(self) -> SearchResult:
-        if not self.dist.is_main:
-            return self._run()
+        if not self.dist.is_main:  # one voice: rank 0 logs, writes and reports
+            with quieter(logging.WARNING):
+                return self._run()
         self.out.mkdir(parents=True, exist_ok=True)
         with log_to_file(self.out / "search.log"):
             return self._run()

@@ -36,3 +36,16 @@ def log_to_file(path: str | Path) -> Iterator[logging.Handler]:
     finally:
         get_logger().removeHandler(handler)
         handler.close()
+
+
+@contextmanager
+def quieter(level: int) -> Iterator[None]:
+    """Only records at `level` or above from the package while the block runs (e.g. the ranks other than 0
+    of a distributed search, so that one voice logs); the previous level comes back after."""
+    logger = get_logger()
+    previous = logger.level
+    logger.setLevel(max(previous, level))
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
