@@ -240,8 +240,11 @@ def write_reports(out: Path, report: Mapping[str, Any]) -> tuple[Path, Path]:
     return atomic_write_json(out / "report.json", report), atomic_write_text(out / "report.md", markdown_report(report))
 
 
-def add_stage_inputs(report_json: Path, notes: Sequence[str]) -> None:
-    """Record in a finished search's report.json and report.md what the stage made of the project's inputs."""
+def add_stage_inputs(report_json: Path | None, notes: Sequence[str]) -> None:
+    """Record in a finished search's report.json and report.md what the stage made of the project's inputs
+    (nothing when the search wrote no report)."""
+    if report_json is None or not Path(report_json).is_file():
+        return
     report = json.loads(Path(report_json).read_text())
     report["stage_inputs"] = list(notes)
     write_reports(Path(report_json).parent, report)
