@@ -11,7 +11,7 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from autonn_nas.export.exporter import FORMATS
+    from autonn_nas.export.exporter import FORMATS, LAYOUTS
 
     parser.add_argument("--weights", required=True, help="checkpoint of a derived or trained model (bestmodel.pt, best.pt)")
     parser.add_argument("--format", required=True, choices=list(FORMATS), help="onnx (TensorRT, tflite, TVM, ...) or torchscript (libtorch)")
@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or N")
     parser.add_argument("--check-images", nargs="+", default=None, metavar="IMAGE_OR_DIR",
                         help="real images to compare the export with PyTorch on (default: seeded random inputs)")
+    parser.add_argument("--layout", default="yolov5", choices=list(LAYOUTS),
+                        help="yolov5: (batch, boxes, 5+nc) with objectness; yolov9: (batch, 4+nc, boxes), class scores (TANGO's code_gen)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from autonn_nas.export.exporter import export_weights
 
     result = export_weights(args.weights, args.format, img_size=args.img, half=args.half, dynamic=args.dynamic, out=args.out,
-                            device=args.device, check_images=args.check_images)
+                            device=args.device, check_images=args.check_images, layout=args.layout)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

@@ -23,17 +23,37 @@ from autonn_nas.utils.device import select_device
 FORMATS: dict[str, str] = {"onnx": ".onnx", "torchscript": ".torchscript"}
 SYNTHETIC_SEED = 0
 SYNTHETIC_IMAGES = 2
+# output layouts: yolov5 = (batch, anchors, 5 + nc): xywh px, objectness, class probabilities (ours);
+# yolov9 = (batch, 4 + nc, anchors): xywh px, class scores = objectness x class probability, which is what
+# TANGO's code_gen templates parse (they take the max class score as the confidence, as our NMS ranks boxes)
+LAYOUTS = ("yolov5", "yolov9")
+
+
+def to_layout(prediction: torch.Tensor, layout: str) -> torch.Tensor:
+    """The decoded (bs, N, 5 + nc) prediction in `layout`."""
+    if layout == "yolov5":
+        return prediction
+    if layout == "yolov9":
+        scores = prediction[..., 5:] * prediction[..., 4:5]
+        return torch.cat([prediction[..., :4], scores], -1).transpose(1, 2)
+    raise ValueError(f"unknown output layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+
+
+def as_rows(prediction: torch.Tensor, layout: str) -> torch.Tensor:
+    """One row per box (xywh first, then scores), the form verify.compare reads, from either layout."""
+    return prediction.transpose(1, 2) if layout == "yolov9" else prediction
 
 
 class DecodedPrediction(nn.Module):
-    """The exported graph: image batch in, (bs, N, nc+5) decoded prediction out."""
+    """The exported graph: image batch in, decoded prediction in `layout` out."""
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, layout: str = "yolov5"):
         super().__init__()
         self.model = model
+        self.layout = layout
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)[0]
+        return to_layout(self.model(images)[0], self.layout)
 
 
 @dataclass
@@ -44,21 +64,35 @@ class ExportResult:
     half: bool
     dynamic: bool
     agreement: Agreement
+    layout: str = "yolov5"
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "img_size": self.img_size, "half": self.half,
-                "dynamic": self.dynamic, "agreement": self.agreement.to_dict()}
+                "dynamic": self.dynamic, "layout": self.layout, "agreement": self.agreement.to_dict()}
 
 
 def default_output(weights: str | Path, fmt: str) -> Path:
     return Path(weights).with_suffix(FORMATS[fmt])
 
 
-def export_metadata(model: Model, img_size: int, half: bool, dynamic: bool) -> dict[str, Any]:
+OUTPUT_DESCRIPTION = {
+    "yolov5": "(batch, boxes, nc+5): xywh in input pixels, objectness, class probabilities; needs NMS",
+    "yolov9": "(batch, 4+nc, boxes): xywh in input pixels, class scores (objectness x class probability); needs NMS",
+}
+
+
+def export_metadata(model: Model, img_size: int, half: bool, dynamic: bool, layout: str = "yolov5") -> dict[str, Any]:
     detect = model.detect
     return {"names": list(model.names), "nc": int(detect.nc), "stride": [int(s) for s in detect.stride.tolist()],
             "input_tensor_shape": [1, 3, img_size, img_size], "input_data_type": "fp16" if half else "fp32",
-            "dynamic": dynamic, "output": "(batch, boxes, nc+5): xywh in input pixels, objectness, class probabilities; needs NMS"}
+            "dynamic": dynamic, "layout": layout, "output": OUTPUT_DESCRIPTION[layout]}
+
+
+def torchscript_config(model: Model, img_size: int, layout: str) -> dict[str, Any]:
+    """config.txt as YOLOv5/v9's DetectMultiBackend (TANGO's pytorch template) reads it: int(d['stride'])
+    (the largest stride, one int) and d['names'] indexed by class id (a dict, keys as JSON strings)."""
+    return {"shape": [1, 3, img_size, img_size], "stride": int(max(model.detect.stride.tolist())),
+            "names": {str(i): str(n) for i, n in enumerate(model.names)}, "layout": layout}
 
 
 def check_inputs(check_images: Sequence[str | Path] | None, img_size: int) -> tuple[torch.Tensor, str]:
@@ -113,11 +147,14 @@ def export_weights(
     out: str | Path | None = None,
     device: str | torch.device | None = "auto",
     check_images: Sequence[str | Path] | None = None,
+    layout: str = "yolov5",
 ) -> ExportResult:
     """Export `weights` to `fmt` (onnx | torchscript) and verify it; raises ValueError when the exported
     model's prediction differs from PyTorch's by more than the tolerance (the file is then removed)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown output layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
     device = device if isinstance(device, torch.device) else select_device(device)
     if half and device.type != "cuda":
         raise ValueError(f"--half exports an fp16 model and needs a CUDA device (fp16 convolutions are not supported on {device.type}); "
@@ -128,9 +165,9 @@ def export_weights(
     path = Path(out) if out else default_output(weights, fmt)
     dtype = torch.float16 if half else torch.float32
 
-    deployable = DecodedPrediction(fuse_conv_bn(model)).to(device, dtype).eval()
+    deployable = DecodedPrediction(fuse_conv_bn(model), layout).to(device, dtype).eval()
     example = torch.zeros(1, 3, img_size, img_size, device=device, dtype=dtype)
-    metadata = export_metadata(model, img_size, half, dynamic)
+    metadata = export_metadata(model, img_size, half, dynamic, layout)
     if fmt == "onnx":
         from autonn_nas.export.onnx import export_onnx
 
@@ -138,14 +175,16 @@ def export_weights(
     else:
         from autonn_nas.export.torchscript import export_torchscript
 
-        export_torchscript(deployable, example, path, metadata=metadata)
+        export_torchscript(deployable, example, path, metadata=metadata, config=torchscript_config(model, img_size, layout))
 
     images, source = check_inputs(check_images, img_size)
     with torch.no_grad():
-        reference = model(images.to(device))[0].float().cpu()
+        reference = to_layout(model(images.to(device))[0].float(), layout).cpu()
     exported = predict_exported(fmt, path, images, dynamic, half, device)
-    agreement = compare(reference, exported, img_size, "fp16" if half else "fp32", source)
+    if exported.shape != reference.shape:
+        raise ValueError(f"{fmt} export of {weights} gives shape {tuple(exported.shape)}, PyTorch's {tuple(reference.shape)}")
+    agreement = compare(as_rows(reference, layout), as_rows(exported, layout), img_size, "fp16" if half else "fp32", source)
     if not agreement.ok:
         path.unlink(missing_ok=True)
         raise ValueError(f"{fmt} export of {weights} does not reproduce PyTorch ({agreement.describe()}); {path} was removed")
-    return ExportResult(path, fmt, img_size, half, dynamic, agreement)
+    return ExportResult(path, fmt, img_size, half, dynamic, agreement, layout)

@@ -13,11 +13,13 @@ from torch import nn
 from autonn_nas.utils.files import atomic_write_bytes
 
 META_FILE = "meta.json"
+CONFIG_FILE = "config.txt"  # what YOLOv5/v9's DetectMultiBackend (TANGO's pytorch template) reads: shape, stride, names
 # _quiet_deprecation: torch 2.14 marks torch.jit as deprecated in favour of torch.export, but TorchScript is
 # still what libtorch (C++) and TANGO's pytorch deployment load; the warning would only confuse users.  # stored inside the archive: names, strides, input size
 
 
-def export_torchscript(module: nn.Module, example: torch.Tensor, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+def export_torchscript(module: nn.Module, example: torch.Tensor, path: str | Path, metadata: dict[str, Any] | None = None,
+                       config: dict[str, Any] | None = None) -> Path:
     """Trace `module` on `example` and save it to `path` atomically. The trace records shapes as size
     ops (views use the input's batch and grid sizes), so other batch sizes and multiples of the largest
     stride run too."""
@@ -26,7 +28,7 @@ def export_torchscript(module: nn.Module, example: torch.Tensor, path: str | Pat
         warnings.simplefilter("ignore", FutureWarning)  # see _quiet_deprecation
         traced = torch.jit.trace(module, example, check_trace=False)
         buffer = io.BytesIO()
-        torch.jit.save(traced, buffer, _extra_files={META_FILE: json.dumps(metadata or {})})
+        torch.jit.save(traced, buffer, _extra_files={META_FILE: json.dumps(metadata or {}), CONFIG_FILE: json.dumps(config or {})})
     return atomic_write_bytes(path, buffer.getvalue())
 
 
