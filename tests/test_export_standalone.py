@@ -20,7 +20,7 @@ from test_export_support import NAMES, VAL_IMAGES, make_bestmodel
 
 IMG = 64
 REBUILD_SCRIPT = textwrap.dedent('''
-    import importlib, sys
+    import importlib, os, sys
     project, input_path, output_path, *site_dirs = sys.argv[1:]
     sys.path[:0] = site_dirs  # third-party packages only (torch, numpy, yaml); no site, no .pth, no editable installs
     try:
@@ -31,10 +31,15 @@ REBUILD_SCRIPT = textwrap.dedent('''
         raise SystemExit(f"autonn_nas is importable from {autonn_nas.__file__}: the check would prove nothing")
     import numpy as np, torch, yaml
     info = yaml.safe_load(open(f"{project}/neural_net_info.yaml"))
-    sys.path.insert(0, project)
-    module = importlib.import_module(info["class_file"].removesuffix(".py").replace("/", "."))
-    model = getattr(module, info["class_name"])(yaml.safe_load(open(f"{project}/{info['config_file']}")))
-    model.load_state_dict(torch.load(f"{project}/{info['weight_file']}", map_location="cpu", weights_only=True)["state_dict"])
+    # as TANGO's code generator does: base_dir_autonn on the path, the module of class_file[0], class_name's
+    # callable with its cfg, and the weight_file entry with .pt
+    sys.path.insert(0, os.path.normpath(f"{project}/{info['base_dir_autonn']}"))
+    module = importlib.import_module(info["class_file"][0].removesuffix(".py").replace("/", "."))
+    name, argument = info["class_name"].split("(", 1)
+    cfg = argument.split(")")[0].split("=")[1][1:-1]
+    model = getattr(module, name)(cfg=f"{project}/{cfg}")
+    pt_file = next(w for w in info["weight_file"] if ".pt" in w)
+    model.load_state_dict(torch.load(f"{project}/{pt_file}", map_location="cpu", weights_only=True)["state_dict"])
     model.eval()
     with torch.no_grad():
         pred, raw = model(torch.from_numpy(np.load(input_path)))
@@ -70,10 +75,14 @@ def test_outputs_and_info_keys(project):
     assert set(outputs) == {"neck_nas_model.yaml", "bestmodel.pt", "neural_net_info.yaml", "bestmodel.onnx",
                             "bestmodel.torchscript", "neck_nas_models"}
     info = yaml.safe_load((paths.project_dir / "neural_net_info.yaml").read_text())
-    assert (info["weight_file"], info["config_file"], info["class_file"], info["class_name"]) == (
-        "bestmodel.pt", "neck_nas_model.yaml", "neck_nas_models/yolo.py", "Model")
+    assert (info["weight_file"], info["config_file"], info["class_file"][0], info["class_name"], info["base_dir_autonn"]) == (
+        ["bestmodel.pt", "bestmodel.torchscript", "bestmodel.onnx"], "neck_nas_model.yaml", "neck_nas_models/yolo.py",
+        "build_model(cfg='neck_nas_model.yaml')", ".")
+    assert sorted(info["class_file"]) == info["model_files"]
     assert (info["onnx_file"], info["torchscript_file"]) == ("bestmodel.onnx", "bestmodel.torchscript")
-    for name in [info["class_file"], *info["model_files"], info["onnx_file"], info["torchscript_file"]]:
+    assert info["output_pred_format"] == ["x", "y", "w", "h", "confidence", "probability_of_classes"]
+    assert info["input_data_type"] == "fp32" and "precision_note" not in info
+    for name in [*info["class_file"], *info["weight_file"]]:
         assert (paths.project_dir / name).is_file(), name
     boxes = 4 * sum((IMG // s) ** 2 for s in (8, 16, 32))
     for fmt in ("onnx", "torchscript"):

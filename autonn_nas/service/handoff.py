@@ -6,7 +6,10 @@ last, so a job killed part-way never leaves a neck_nas_model.yaml without the fi
 
 Which export goes with which TANGO `engine` (project_info.yaml) is the table ENGINE_FORMATS: every
 runtime that converts from ONNX gets bestmodel.onnx, the pytorch engine (libtorch / torch.jit.load)
-gets bestmodel.torchscript; no engine, or one not in the table, gets no export (logged).
+gets bestmodel.torchscript; no engine, or one not in the table, gets no export (logged). The TANGO hand-off
+(output layout yolov9, NAS_PROFILE=tango) always carries both, as TANGO's AutoNN does: its code generator
+takes the `weight_file` entries without `.pt` in their name as the ONNX model, the last one winning, so the
+list is ordered bestmodel.pt, bestmodel.torchscript, bestmodel.onnx.
 """
 from __future__ import annotations
 
@@ -37,16 +40,37 @@ ENGINE_FORMATS: dict[str, tuple[str, ...]] = {
     "onnxruntime": ("onnx",),
 }
 EXPORT_FILES = {"onnx": ONNX_FILE, "torchscript": TORCHSCRIPT_FILE}
+TANGO_LAYOUT = "yolov9"  # the output layout TANGO's current code generator parses
+TANGO_FORMATS = ("torchscript", "onnx")  # what TANGO's AutoNN hands off, whatever the engine
 CHECK_IMAGES = 4  # val images every export is compared with PyTorch on
+# output_pred_format, TANGO's description of one predicted box per layout
+PRED_FORMATS = {"yolov5": ["x", "y", "w", "h", "confidence", "probability_of_classes"],
+                "yolov9": ["x", "y", "w", "h", "probability_of_classes"]}
 
 
-def export_formats(engine: Any) -> tuple[str, ...]:
-    """The export formats the project's `engine` key asks for (empty when it names none we know)."""
+def export_formats(engine: Any, layout: str = "yolov5") -> tuple[str, ...]:
+    """The export formats the hand-off carries: TANGO's pair for its layout, else what the project's `engine`
+    key asks for (empty when it names none we know)."""
+    if layout == TANGO_LAYOUT:
+        return TANGO_FORMATS
     return ENGINE_FORMATS.get(str(engine or "").strip().lower(), ())
 
 
-def export_for_engine(weights: Path, engine: Any, img_size: int, out_dir: Path,
-                      check_images: Sequence[Path] = ()) -> tuple[dict[str, Any], dict[str, str]]:
+def export_device(half: bool) -> tuple[str, str | None]:
+    """(device, note) for the exports: an fp16 hand-off needs CUDA (fp16 convolutions do not run on CPU);
+    without it the exports stay fp32 and the note says why, for the log and neural_net_info.yaml."""
+    import torch
+
+    if not half:
+        return "cpu", None
+    if torch.cuda.is_available():
+        return "cuda", None
+    return "cpu", ("fp16 was asked for (acc cuda) but this machine has no CUDA device to export and check an fp16 "
+                   "model on: the exports are fp32; a TensorRT build can still make an fp16 engine from them")
+
+
+def export_for_engine(weights: Path, engine: Any, img_size: int, out_dir: Path, check_images: Sequence[Path] = (),
+                      layout: str = "yolov5", half: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
     """Export `weights` into `out_dir` for the engine; returns (format -> ExportResult, format -> reason skipped).
 
     A missing optional package (onnx/onnxruntime) skips that export with its reason (the YAML and weights,
@@ -54,14 +78,18 @@ def export_for_engine(weights: Path, engine: Any, img_size: int, out_dir: Path,
     from autonn_nas.export.dependencies import MissingDependencyError
     from autonn_nas.export.exporter import export_weights
 
-    formats = export_formats(engine)
+    formats = export_formats(engine, layout)
     if not formats:
         log.info("engine %r asks for no export (known engines: %s)", engine, ", ".join(ENGINE_FORMATS))
+    device, note = export_device(half)
+    if note:
+        log.warning("%s", note)
     done, skipped = {}, {}
     for fmt in formats:
         try:
-            result = export_weights(weights, fmt, img_size=img_size, out=out_dir / EXPORT_FILES[fmt], device="cpu",
-                                    check_images=list(check_images[:CHECK_IMAGES]) or None)
+            result = export_weights(weights, fmt, img_size=img_size, out=out_dir / EXPORT_FILES[fmt], device=device,
+                                    half=device == "cuda", check_images=list(check_images[:CHECK_IMAGES]) or None,
+                                    layout=layout)
         except MissingDependencyError as error:
             log.warning("%s export skipped: %s", fmt, error)
             skipped[fmt] = str(error)
@@ -71,17 +99,24 @@ def export_for_engine(weights: Path, engine: Any, img_size: int, out_dir: Path,
     return done, skipped
 
 
+def _box_count(detect: Any, size: int) -> int:
+    return int(detect.na) * sum((size // int(s)) ** 2 for s in detect.stride.tolist())
+
+
 def _export_entry(result: Any, detect: Any) -> dict[str, Any]:
     from autonn_nas.export.onnx import INPUT_NAME, OPSET, OUTPUT_NAME
 
     size = result.img_size
-    boxes = int(detect.na) * sum((size // int(s)) ** 2 for s in detect.stride.tolist())
+    boxes = _box_count(detect, size)
+    yolov9 = result.layout == TANGO_LAYOUT
     entry = {
         "file": EXPORT_FILES[result.format],
         "input_tensor_shape": [1, 3, size, size],
         "input_data_type": "fp16" if result.half else "fp32",
-        "output_shape": [1, boxes, int(detect.no)],
-        "output": "decoded: xywh in input pixels, objectness, class probabilities (sigmoid applied); apply NMS",
+        "layout": result.layout,
+        "output_shape": [1, 4 + int(detect.nc), boxes] if yolov9 else [1, boxes, int(detect.no)],
+        "output": ("decoded: xywh in input pixels, then class scores (objectness x class probability); apply NMS" if yolov9 else
+                   "decoded: xywh in input pixels, objectness, class probabilities (sigmoid applied); apply NMS"),
         "bn_folded": True,  # every Conv's BN, into its convolution; not the one below
         "bn_kept": "the CSP blocks' BatchNorm after the concatenation of their two branches (a per-channel affine)",
         "max_abs_diff_vs_pytorch": {"boxes_px": result.agreement.box_px, "boxes_relative": result.agreement.box_rel,
@@ -95,9 +130,11 @@ def _export_entry(result: Any, detect: Any) -> dict[str, Any]:
 
 
 def neural_net_info(model_yaml: Path, img_size: int, names: Sequence[str] | None = None,
-                    exports: dict[str, Any] | None = None, skipped: dict[str, str] | None = None) -> dict[str, Any]:
-    """TANGO's newest neural_net_info keys, filled from the model that `model_yaml` builds, plus what each
-    export is and how to rebuild the network in Python from the project folder alone."""
+                    exports: dict[str, Any] | None = None, skipped: dict[str, str] | None = None,
+                    layout: str = "yolov5", precision_note: str | None = None) -> dict[str, Any]:
+    """TANGO AutoNN's neural_net_info keys, filled from the model that `model_yaml` builds, plus what each
+    export is and how to rebuild the network in Python from the project folder alone. `layout` is the
+    exports' output layout; `precision_note` why an fp16 hand-off that was asked for is fp32."""
     from autonn_nas.export.standalone import model_source_files
 
     model = build_model(model_yaml)
@@ -109,14 +146,19 @@ def neural_net_info(model_yaml: Path, img_size: int, names: Sequence[str] | None
     names = [str(n) for n in names] if names is not None else [str(i) for i in range(nc)]
     if len(names) != nc:
         raise ValueError(f"{model_yaml}: nc is {nc} but the dataset names {len(names)} classes")
+    exports = exports or {}
+    model_files = [f"{MODEL_PACKAGE}/{p.name}" for p in model_source_files()]
     info = {
-        "weight_file": WEIGHTS,
+        # TANGO AutoNN's order: code_gen takes the entry with .pt as the PyTorch model and the last other one as ONNX
+        "weight_file": [WEIGHTS, *(EXPORT_FILES[fmt] for fmt in TANGO_FORMATS if fmt in exports)],
         "config_file": MODEL_YAML,
-        # how to rebuild in Python: the placed package needs only torch and PyYAML (see neck_nas_models/README.md)
-        "class_file": f"{MODEL_PACKAGE}/yolo.py",
-        "class_name": "Model",
+        # how code_gen rebuilds the network: base_dir_autonn (relative to the project folder) goes on sys.path,
+        # class_file[0] names the module, class_name the callable and its cfg; the package needs torch and PyYAML
+        "base_dir_autonn": ".",
+        "class_file": [f"{MODEL_PACKAGE}/yolo.py", *(f for f in model_files if f != f"{MODEL_PACKAGE}/yolo.py")],
+        "class_name": f"build_model(cfg='{MODEL_YAML}')",
         "model_package": MODEL_PACKAGE,
-        "model_files": [f"{MODEL_PACKAGE}/{p.name}" for p in model_source_files()],
+        "model_files": model_files,
         "build": (f"sys.path.insert(0, <project folder>); from {MODEL_PACKAGE} import build_model; "
                   f"model = build_model('{MODEL_YAML}'); "
                   f"model.load_state_dict(torch.load('{WEIGHTS}', map_location='cpu', weights_only=True)['state_dict']); model.eval()"),
@@ -124,17 +166,24 @@ def neural_net_info(model_yaml: Path, img_size: int, names: Sequence[str] | None
         "nc": nc,
         "names": names,
         "input_tensor_shape": [1, 3, img_size, img_size],
-        "input_data_type": "fp32",
+        # the exports' input; all exports share one precision
+        "input_data_type": "fp16" if any(result.half for result in exports.values()) else "fp32",
         "anchors": load_cfg(model_yaml)["anchors"],
-        # output_number/output_size: the PyTorch model's raw per-level maps; the exports give the decoded prediction
+        # output_number: detection levels; output_size: yolov5, the PyTorch model's raw per-level maps (as TANGO's
+        # anchor-based entries); yolov9, the exports' decoded (1, 4 + nc, boxes) output (as its anchor-free ones)
         "output_number": int(detect.nl),
-        "output_size": [[1, int(detect.na), img_size // s, img_size // s, int(detect.no)] for s in strides],
+        "output_size": ([[1, 4 + nc, _box_count(detect, img_size)]] if layout == TANGO_LAYOUT else
+                        [[1, int(detect.na), img_size // s, img_size // s, int(detect.no)] for s in strides]),
+        "output_pred_format": PRED_FORMATS[layout],
+        "output_layout": layout,
         "stride": strides,
         "need_nms": True,
         "conf_thres": CONF_THRES,
         "iou_thres": IOU_THRES,
     }
-    for fmt, result in (exports or {}).items():
+    if precision_note:
+        info["precision_note"] = precision_note
+    for fmt, result in exports.items():
         info[f"{fmt}_file"] = EXPORT_FILES[fmt]
     if exports:
         info["exports"] = {fmt: _export_entry(result, detect) for fmt, result in exports.items()}

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from autonn_nas.service import state as st
-from autonn_nas.service.handoff import export_for_engine, neural_net_info, place_outputs, search_img_size
+from autonn_nas.service.handoff import export_device, export_for_engine, neural_net_info, place_outputs, search_img_size
 from autonn_nas.service.job_inputs import JobInputs
 from autonn_nas.service.paths import ProjectPaths
 from autonn_nas.service.pm_client import PMClient
@@ -80,9 +80,11 @@ class JobRecord:
         img_size = search_img_size(result.report, dict(result.metrics or {}), fallback)
         # exports are made (and checked on val images) in the run folder before the lock: they take seconds
         self.update(phase="exporting")
+        layout = self.pm.config.output_layout
         exports, skipped = export_for_engine(result.weights, inputs.project_info.get("engine"), img_size, result.out_dir,
-                                             check_images=dataset.val)
-        info = neural_net_info(result.model_yaml, img_size, dataset.names, exports, skipped)
+                                             check_images=dataset.val, layout=layout, half=inputs.half)
+        info = neural_net_info(result.model_yaml, img_size, dataset.names, exports, skipped, layout=layout,
+                               precision_note=export_device(inputs.half)[1])
         with st.locked(self.paths):
             state = self._own_state()
             try:
