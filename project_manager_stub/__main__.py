@@ -1,4 +1,4 @@
-"""python -m project_manager_stub [serve] --port 8085 --shared DIR [--record FILE] [--stage-url URL]
+"""python -m project_manager_stub [serve] --port 8085 --shared DIR [--record FILE] [--stage-url URL] [--tango]
 python -m project_manager_stub create-project --shared DIR --user-id U --project-id P"""
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--shared", type=Path, default=Path("/shared"), help="the shared volume root")
     serve.add_argument("--stage-url", default="http://neck_nas:8089", help="the stage's base URL, for /stage/<endpoint>")
     serve.add_argument("--record", type=Path, default=None, help="also append every received call to this JSON-lines file")
+    serve.add_argument("--tango", action="store_true",
+                       help="behave as TANGO's current PM: known container ids only, 5 s timeout, epoch-summary fields checked")
     serve.add_argument("--demo-volume", type=Path, default=DEFAULT_DEMO_VOLUME, help="where project templates come from")
     create = sub.add_parser("create-project", help="copy a template project (and its dataset) onto the shared volume")
     create.add_argument("--shared", type=Path, required=True)
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "create-project":
         print(create_project(args.shared, args.user_id, args.project_id, args.demo_volume, args.template))
         return 0
-    server = StubServer((args.host, args.port), args.shared, args.stage_url, args.demo_volume, args.record)
+    server = StubServer((args.host, args.port), args.shared, args.stage_url, args.demo_volume, args.record, tango=args.tango)
     print(f"[pm-stub] listening on {args.host}:{server.server_address[1]}, shared {args.shared}, stage {args.stage_url}", flush=True)
     try:
         server.serve_forever()

@@ -8,6 +8,12 @@ and lets a test or a person drive the stage like a PM:
   GET  /create_project?user_id=&project_id=[&template=demo_user/demo_project]  -> "created"
   GET  /stage/<start|stop|resume|status_request|status>?user_id=&project_id=  -> the stage's reply
   GET  /healthz -> "ok"
+
+With --tango it behaves as TANGO's current project manager does where that matters to a stage: it knows only
+the container ids of its CONTAINER_INFO table and answers a status_report under another id with HTTP 200
+and an error text (a taken report gets a small JSON body); it calls the stage with a 5 s timeout and strips
+quotes from the reply; and it checks each epoch_summary for the fields its summary table reads (records
+the missing ones under "missing_fields").
 """
 from __future__ import annotations
 
@@ -23,6 +29,14 @@ from pathlib import Path
 from project_manager_stub.projects import DEFAULT_TEMPLATE, create_project
 
 STAGE_ENDPOINTS = ("start", "stop", "resume", "status_request", "status")
+# TANGO's PM: the containers it calls and takes reports from (id -> (hostname, port))
+TANGO_CONTAINERS = {"autonn": ("autonn", 8100), "autonn_cl": ("autonn-cl", 8102), "code_gen": ("codeGen", 8888),
+                    "cloud_deploy": ("cloud_deploy", 8890), "kube_deploy": ("kube_deploy", 8901),
+                    "ondevice_deploy": ("ondevice_deploy", 8891)}
+TANGO_TIMEOUT_S = 5.0  # its requests.get(..., timeout=5)
+TANGO_EPOCH_FIELDS = ("current_epoch", "total_epoch", "train_loss_box", "train_loss_obj", "train_loss_cls",
+                      "train_loss_total", "val_acc_P", "val_acc_R", "val_acc_map50", "val_acc_map", "epoch_time",
+                      "total_time")
 
 
 class Recorder:
@@ -50,8 +64,9 @@ class Recorder:
 class StubServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, shared: Path, stage_url: str, demo_volume: Path, record_file: Path | None):
+    def __init__(self, address, shared: Path, stage_url: str, demo_volume: Path, record_file: Path | None, tango: bool = False):
         super().__init__(address, Handler)
+        self.tango = tango
         self.shared = shared
         self.stage_url = stage_url.rstrip("/")
         self.demo_volume = demo_volume
@@ -79,6 +94,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         path, query = self._query()
         if path == "/status_report":
+            if self.server.tango:
+                container = query.get("container_id", "")
+                if container not in TANGO_CONTAINERS:  # TANGO's PM: HTTP 200, the error's text, and nothing moves on
+                    self.server.recorder.add("status_report_refused", query)
+                    return self._reply(200, f"Error: container_id '{container}' is not one of {', '.join(TANGO_CONTAINERS)}")
+                self.server.recorder.add("status_report", query)
+                return self._reply(200, json.dumps({"status": "success", "container_id": container}), "application/json")
             self.server.recorder.add("status_report", query)
             return self._reply(200, "ok")
         if path == "/records":
@@ -106,17 +128,30 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(self.rfile.read(length) or b"{}")
         except ValueError:
             return self._reply(400, "body is not JSON")
-        self.server.recorder.add("status_update", body if isinstance(body, dict) else {"body": body})
+        record = body if isinstance(body, dict) else {"body": body}
+        if self.server.tango and record.get("update_id") == "epoch_summary":
+            try:
+                content = json.loads(record.get("update_content") or "{}")
+            except (TypeError, ValueError):
+                content = {}
+            record = {**record, "missing_fields": [f for f in TANGO_EPOCH_FIELDS if f not in content]}
+        self.server.recorder.add("status_update", record)
         return self._reply(200, "ok")
 
     def _call_stage(self, endpoint: str, query: dict[str, str]) -> None:
         url = f"{self.server.stage_url}/{endpoint}?{urllib.parse.urlencode(query)}"
         try:
-            with urllib.request.urlopen(url, timeout=30) as response:
+            with urllib.request.urlopen(url, timeout=TANGO_TIMEOUT_S if self.server.tango else 30) as response:
                 code, body = response.status, response.read()
         except urllib.error.HTTPError as exc:
             code, body = exc.code, exc.read()
+        except TimeoutError as exc:  # TANGO's PM treats a stage slower than its timeout as an error
+            self.server.recorder.add("stage_call", {"endpoint": endpoint, "code": 504, "reply": f"timeout: {exc}", **query})
+            return self._reply(504, f"stage did not answer within {TANGO_TIMEOUT_S if self.server.tango else 30:g}s")
         except (urllib.error.URLError, OSError) as exc:
             return self._reply(502, f"stage unreachable: {exc}")
-        self.server.recorder.add("stage_call", {"endpoint": endpoint, "code": code, "reply": body.decode(errors="replace")[:200], **query})
+        reply = body.decode(errors="replace")[:200]
+        if self.server.tango and endpoint != "status":
+            reply = reply.replace('"', "").replace("'", "")  # the PM strips quotes from the text reply
+        self.server.recorder.add("stage_call", {"endpoint": endpoint, "code": code, "reply": reply, **query})
         self._reply(code, body, "application/json" if endpoint == "status" else "text/plain")

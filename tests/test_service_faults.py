@@ -94,8 +94,11 @@ def test_stop_ends_a_job_that_ignores_sigterm_too(fault_stack):
     _freeze_outside_the_state_lock(fault_stack, pgid)  # a stuck process: SIGTERM cannot run its handler, SIGKILL must follow
     started = time.monotonic()
     assert fault_stack.call("stop") == (200, "stopped")
-    assert time.monotonic() - started < 15
-    assert not group_alive(pgid)
+    assert time.monotonic() - started < 4.0  # answered inside TANGO's PM timeout (5 s); SIGKILL follows in the background
+    assert fault_stack.call("status_request") == (200, "stopped")
+    while group_alive(pgid) and time.monotonic() - started < 20:
+        time.sleep(0.1)
+    assert not group_alive(pgid), "the frozen job was not killed after the grace period"
     assert fault_stack.call("status_request") == (200, "stopped")
 
 

@@ -80,7 +80,7 @@ def kill_job_groups(shared: Path) -> None:
 class Stack:
     """The PM stub and the stage server, both real processes; methods call them like the PM does."""
 
-    def __init__(self, root: Path, pm_up: bool = True, extra_env: dict | None = None):
+    def __init__(self, root: Path, pm_up: bool = True, extra_env: dict | None = None, tango: bool = False):
         self.root = root
         self.shared = root / "shared"
         self.shared.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ class Stack:
         self.env = {"NAS_STATUS_UPDATES": "1", "NAS_QUEUE_LOCK": str(root / "queue.lock"), "NAS_STOP_GRACE_S": "3",
                     "NAS_PM_ATTEMPTS": "3", "NAS_PM_TIMEOUT_S": "1", "NAS_PM_BACKOFF_S": "0.2",
                     "OMP_NUM_THREADS": "1", **(extra_env or {})}
-        self.stub = start_pm_stub(self.shared, self.stage_url, self.stub_port, root / "pm_stub.log") if pm_up else None
+        self.stub = start_pm_stub(self.shared, self.stage_url, self.stub_port, root / "pm_stub.log", tango=tango) if pm_up else None
         self.stage = None
         self.start_stage()
 

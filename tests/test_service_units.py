@@ -20,7 +20,7 @@ from autonn_nas.service.project_info import ProjectInfoError, read_project_info
 from test_service_support import PM_INFO_TEMPLATE, fake_dataset, write_project
 
 
-@pytest.mark.parametrize("good", ["demo_user", "p-1", "A.b_c", "x" * 128, "v1.2"])
+@pytest.mark.parametrize("good", ["demo_user", "p-1", "A.b_c", "x" * 128, "v1.2", "a@b.c+d", "-h", "--resume"])
 def test_plain_ids_pass(good):
     assert check_id("user_id", good) == good
 
@@ -176,3 +176,19 @@ def test_remove_outputs_sweeps_what_a_killed_placement_leaves(tmp_path):
         path.write_text("not ours to delete")
     paths.remove_outputs()
     assert sorted(p.name for p in project.iterdir()) == sorted(p.name for p in kept)
+
+
+@pytest.mark.parametrize("code, body, taken", [
+    (200, '{"status": "success"}', True),  # TANGO's PM took it
+    (200, "ok", True), (200, '"ok"', True), (200, "", True),  # older PMs, the stub
+    (200, "Error: container_id 'neck_nas' is not one of autonn, code_gen", False),  # TANGO's PM: unknown id
+    (200, "not found", False), (500, '{"status": "success"}', False), (404, "ok", False),
+])
+def test_only_an_acknowledged_report_counts_as_delivered(code, body, taken):
+    import requests
+
+    from autonn_nas.service.pm_client import acknowledged
+
+    response = requests.Response()
+    response.status_code, response._content = code, body.encode()
+    assert acknowledged(response) is taken

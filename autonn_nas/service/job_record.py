@@ -15,6 +15,7 @@ from autonn_nas.service.handoff import export_device, export_for_engine, neural_
 from autonn_nas.service.job_inputs import JobInputs
 from autonn_nas.service.paths import ProjectPaths
 from autonn_nas.service.pm_client import PMClient
+from autonn_nas.service.progress import tango_epoch_summary
 from autonn_nas.utils.log import get_logger
 
 log = get_logger("service.job")
@@ -69,6 +70,9 @@ class JobRecord:
             elif update_id in PHASE_OF_EVENT:
                 changes["phase"] = PHASE_OF_EVENT[update_id]
             st.write_status(self.paths, state | changes)
+        if update_id == "epoch_summary":  # TANGO's PM charts read its own field names; ours stay beside them
+            started = state.get("running_since_ts")
+            content = {**content, **tango_epoch_summary(content, time.time() - started if started else None)}
         self.pm.status_update(self.paths.user_id, self.paths.project_id, update_id, content)
 
     def complete(self, result: Any, inputs: JobInputs) -> dict[str, str]:

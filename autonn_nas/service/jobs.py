@@ -20,11 +20,12 @@ from autonn_nas.service import state as st
 from autonn_nas.service.config import ServiceConfig
 from autonn_nas.service.job_inputs import load_job_inputs
 from autonn_nas.service.paths import ProjectPaths, all_status_files
-from autonn_nas.service.pm_client import PMClient
+from autonn_nas.service.pm_client import OUTBOX_FILE, PMClient
 from autonn_nas.utils.log import get_logger
 
 log = get_logger("service.jobs")
 
+STOP_REPLY_S = 1.0  # /stop answers within this (plus the state lock), well inside the PM's 5 s timeout
 JOB_MODULE = "autonn_nas.service.job_main"
 
 
@@ -53,6 +54,7 @@ class JobManager:
     # ---- start / resume -------------------------------------------------------------------------
     def start(self, paths: ProjectPaths, resume: bool = False) -> tuple[str, int]:
         """('started', 200) when a job runs for the project after this call; ('failed', 400) with the reason on disk."""
+        self.deliver_pending_report(paths, background=True)
         if not paths.project_dir.is_dir():
             log.warning("start %s/%s refused: project folder %s does not exist", paths.user_id, paths.project_id, paths.project_dir)
             return st.FAILED, 400
@@ -111,7 +113,8 @@ class JobManager:
         return (previous or {}) | base
 
     def _spawn(self, paths: ProjectPaths, job_id: str, resume: bool) -> subprocess.Popen:
-        command = [sys.executable, "-m", JOB_MODULE, "--user-id", paths.user_id, "--project-id", paths.project_id, "--job-id", job_id]
+        # --opt=value: an id that begins with '-' (Django allows it) is never read as an option
+        command = [sys.executable, "-m", JOB_MODULE, f"--user-id={paths.user_id}", f"--project-id={paths.project_id}", f"--job-id={job_id}"]
         if resume:
             command.append("--resume")
         append_to_log(paths, f"{'resuming' if resume else 'starting'} job {job_id}")
@@ -145,7 +148,8 @@ class JobManager:
         state = st.write_status(paths, state | {"status": st.FAILED, "phase": "died", "error": reason, "finished_at": st.now_iso()})
         append_to_log(paths, f"job {state.get('job_id')} failed: {reason}")
         log.error("%s/%s failed: %s", paths.user_id, paths.project_id, reason)
-        threading.Thread(target=self.pm.status_report, args=(paths.user_id, paths.project_id, st.FAILED), daemon=True).start()
+        threading.Thread(target=self.pm.status_report, args=(paths.user_id, paths.project_id, st.FAILED, paths.run_dir / OUTBOX_FILE),
+                         daemon=True).start()
         return state
 
     def _fail_if_unfinished(self, paths: ProjectPaths, job_id: str, reason: str) -> None:
@@ -159,7 +163,8 @@ class JobManager:
             return self._reconciled(paths, st.read_status(paths))
 
     def reconcile_all(self) -> None:
-        """At server start: jobs that died with the previous server are reported failed (and can be resumed)."""
+        """At server start: jobs that died with the previous server are reported failed (and can be resumed),
+        and reports the PM did not take before are sent again."""
         for status_file in all_status_files(self.config.shared_dir):
             project_dir = status_file.parent.parent
             try:
@@ -167,8 +172,20 @@ class JobManager:
                 state = st.read_status(paths)
                 if state and state.get("status") in st.ACTIVE:
                     self.reconcile(paths)
+                self.deliver_pending_report(paths)
             except (ValueError, OSError) as exc:
                 log.warning("start-up check of %s skipped: %s", status_file, exc)
+
+    def deliver_pending_report(self, paths: ProjectPaths, background: bool = False) -> None:
+        """Send again the project's report the PM did not take (pm_client.OUTBOX_FILE), if there is one."""
+        outbox = paths.run_dir / OUTBOX_FILE
+        if not outbox.is_file():
+            return
+        if background:  # /start answers within the PM's 5 s timeout; the retries may take longer
+            threading.Thread(target=self.pm.deliver_outbox, args=(paths.user_id, paths.project_id, outbox), daemon=True,
+                             name=f"outbox-{paths.project_id[:16]}").start()
+        else:
+            self.pm.deliver_outbox(paths.user_id, paths.project_id, outbox)
 
     # ---- stop -----------------------------------------------------------------------------------
     def stop(self, paths: ProjectPaths) -> tuple[str, int]:
@@ -185,7 +202,20 @@ class JobManager:
             append_to_log(paths, f"stop requested for job {state.get('job_id')}")
         pgid = state.get("pgid")
         _signal_group(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + self.config.stop_grace_s
+        # TANGO's PM gives up on a call after 5 s: answer within STOP_REPLY_S, and let a job that needs longer
+        # to end (grace, then SIGKILL, then its outputs removed) finish in the background; its state is stopped
+        deadline = time.monotonic() + min(STOP_REPLY_S, self.config.stop_grace_s)
+        while st.group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if st.group_alive(pgid):
+            threading.Thread(target=self._finish_stop, args=(paths, pgid), daemon=True, name=f"stop-{paths.project_id[:16]}").start()
+            return st.STOPPED, 200
+        self._finish_stop(paths, pgid)
+        return st.STOPPED, 200
+
+    def _finish_stop(self, paths: ProjectPaths, pgid: int | None) -> None:
+        """The rest of a /stop: SIGKILL after the grace period, then the job's outputs are removed."""
+        deadline = time.monotonic() + max(self.config.stop_grace_s - STOP_REPLY_S, 0.0)
         while st.group_alive(pgid) and time.monotonic() < deadline:
             time.sleep(0.05)
         if st.group_alive(pgid):
@@ -197,7 +227,6 @@ class JobManager:
         with st.locked(paths):
             paths.remove_outputs()
         log.info("stopped %s/%s", paths.user_id, paths.project_id)
-        return st.STOPPED, 200
 
     # ---- status ---------------------------------------------------------------------------------
     def status_word(self, paths: ProjectPaths) -> str:

@@ -98,9 +98,9 @@ def start_stage(shared_dir: Path, pm_url: str, port: int, log_path: Path, extra_
 
 
 def start_pm_stub(shared_dir: Path, stage_url: str, port: int, log_path: Path, record: Path | None = None,
-                  timeout: float = 30.0) -> LocalProcess:
+                  timeout: float = 30.0, tango: bool = False) -> LocalProcess:
     argv = [sys.executable, "-m", "project_manager_stub", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--shared", str(shared_dir), "--stage-url", stage_url]
+            "--shared", str(shared_dir), "--stage-url", stage_url] + (["--tango"] if tango else [])
     if record:
         argv += ["--record", str(record)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
