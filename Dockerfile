@@ -1,39 +1,46 @@
-# autonn-nas: the TANGO neck NAS stage (HTTP on port 8089).
+# autonn-nas: the TANGO neck NAS stage (HTTP on port 8089; as TANGO's AutoNN on 8100 with NAS_PROFILE=tango).
 #   docker build -t autonn-nas .
+#   docker build --build-arg CUDA_TAG=cuda12.8 -t autonn-nas:cuda12.8 .    # hosts with an older NVIDIA driver
 #   docker run --gpus all --init --ipc=host -v /path/to/shared:/shared -p 8089:8089 autonn-nas
-# The server runs as uid 1000; for a host folder owned by someone else add --user "$(id -u):$(id -g)".
-# The base image brings CUDA and the pinned torch/torchvision, so pip installs only the rest (with the export
-# extra: onnx/onnxruntime, for the bestmodel.onnx that TensorRT/tflite/TVM/RKNN engines get).
-ARG BASE_IMAGE=pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime
+# NVIDIA driver: the default base (CUDA 13.0) needs driver >= 580; a CUDA 12.x base (CUDA_TAG=cuda12.8, or
+# another 12.x tag that pytorch/pytorch publishes for 2.14.1) runs on drivers >= 525 (CUDA minor-version
+# compatibility; 570 for all of 12.8). `nvidia-smi` shows the host's driver.
+# The server runs as root by default, as TANGO's project manager and AutoNN do: the PM creates the project
+# folders and the stage must write into them. To run as another user: docker run --user "$(id -u):$(id -g)"
+# (or `user:` in compose), with a shared folder that user can write.
+ARG CUDA_TAG=cuda13.0
+ARG BASE_IMAGE=pytorch/pytorch:2.14.1-${CUDA_TAG}-cudnn9-runtime
 FROM ${BASE_IMAGE}
 
+# PORT and CONTAINER_ID come from NAS_PROFILE (neck_nas: 8089 / neck_nas; tango: 8100 / autonn) unless set.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PORT=8089 \
-    CONTAINER_ID=neck_nas \
     PROJECT_MANAGER_URL=http://projectmanager:8085 \
     SHARED_DIR=/shared \
     MPLCONFIGDIR=/tmp/matplotlib
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# Dependencies first, from pyproject.toml alone, so a change to the source does not reinstall them (layer
+# cache). The base image brings CUDA and the pinned torch/torchvision; the build fails if pip would replace
+# them (a CPU wheel or another CUDA build). The export extra (onnx/onnxruntime) is for bestmodel.onnx.
+COPY pyproject.toml ./
+# DL3013 (pin versions): the versions come from pyproject.toml, read here.
+# hadolint ignore=DL3013
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['export']))" > /tmp/requirements.txt \
+    && python -m pip install -r /tmp/requirements.txt \
+    && python -c "import torch, torchvision; assert torch.__version__.startswith('2.14.1'), torch.__version__; assert torchvision.__version__.startswith('0.29.1'), torchvision.__version__" \
+    && mkdir -p /shared
+
+COPY README.md ./
 COPY autonn_nas ./autonn_nas
 COPY project_manager_stub ./project_manager_stub
 COPY shared_volume ./shared_volume
-
-# Fails the build if pip would replace the base image's torch (a CPU wheel or another CUDA build).
-# DL3013 (pin versions): this installs the local project with its export extra, not a registry package.
 # hadolint ignore=DL3013
-RUN python -m pip install ".[export]" \
-    && python -c "import torch, torchvision; assert torch.__version__.startswith('2.14.1'), torch.__version__; assert torchvision.__version__.startswith('0.29.1'), torchvision.__version__" \
-    && useradd --create-home --uid 1000 nas \
-    && mkdir -p /shared \
-    && chown nas:nas /shared
+RUN python -m pip install --no-deps .
 
-USER 1000:1000
-EXPOSE 8089
+EXPOSE 8089 8100
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8089'), timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; from autonn_nas.service.config import ServiceConfig; urllib.request.urlopen('http://127.0.0.1:%d/healthz' % ServiceConfig.from_env().port, timeout=4)"]
 CMD ["python", "-m", "autonn_nas", "serve"]

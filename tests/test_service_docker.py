@@ -55,10 +55,12 @@ def test_cmd_is_the_command_the_tests_start():
 def test_image_basics():
     rows = _instructions()
     base = next(args for keyword, args in rows if keyword == "ARG" and args.startswith("BASE_IMAGE="))
-    assert base.startswith("BASE_IMAGE=pytorch/pytorch:2.14.1-cuda") and base.endswith("-runtime")
-    user = [args for keyword, args in rows if keyword == "USER"]
-    assert user and user[-1].split(":")[0] not in ("0", "root")
-    assert ("EXPOSE", str(DEFAULT_PORT)) in rows
+    assert base == "BASE_IMAGE=pytorch/pytorch:2.14.1-${CUDA_TAG}-cudnn9-runtime"
+    # root by default, as TANGO's PM and AutoNN: the PM creates the project folders the stage writes into
+    assert [args for keyword, args in rows if keyword == "USER"] in ([], ["root"], ["0"])
+    assert ("EXPOSE", f"{DEFAULT_PORT} 8100") in rows
+    # PORT / CONTAINER_ID in the image would override NAS_PROFILE's identity
+    assert not any(keyword == "ENV" and ("PORT=" in args.split("PROJECT")[0] or "CONTAINER_ID=" in args) for keyword, args in rows)
     assert any(keyword == "HEALTHCHECK" and "/healthz" in args for keyword, args in rows)
 
 
@@ -74,3 +76,42 @@ def test_compose_matches_the_contract():
     assert pm["command"][:3] == ["python", "-m", "project_manager_stub"]
     # both run the image this repository builds: a service that only names it would be pulled (and fail)
     assert pm["image"] == stage["image"] and pm["build"] == stage["build"] == "."
+
+
+def test_dependencies_are_installed_before_the_source_is_copied():
+    rows = _instructions()
+    first_source = next(i for i, (keyword, args) in enumerate(rows) if keyword == "COPY" and "autonn_nas" in args)
+    install = next(i for i, (keyword, args) in enumerate(rows) if keyword == "RUN" and "requirements" in args)
+    assert install < first_source  # a source change keeps the dependency layer
+    assert any(keyword == "ARG" and args.startswith("CUDA_TAG=") for keyword, args in rows)
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """Compose's YAML: `!reset` (Compose >= 2.24) drops a key of the file it overrides."""
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: "!reset")
+
+
+def _compose(name: str) -> dict:
+    return yaml.load((REPO_ROOT / name).read_text(), Loader=_ComposeLoader)
+
+
+def test_tango_compose_joins_a_tango_deployment_as_autonn():
+    compose = _compose("docker-compose.tango.yml")
+    autonn = compose["services"]["autonn"]
+    assert autonn["hostname"] == "autonn" and "8100:8100" in autonn["ports"]
+    assert autonn["environment"]["NAS_PROFILE"] == "tango" and autonn["environment"]["CONTAINER_ID"] == "autonn"
+    assert autonn["environment"]["PORT"] == "8100" and autonn["build"] == "."
+    assert autonn["volumes"] == ["tango_shared:/shared"] and compose["volumes"]["tango_shared"]["external"] is True
+    assert compose["networks"]["tango"]["external"] is True and autonn["networks"] == ["tango"]
+    from autonn_nas.service.config import PROFILES
+
+    assert (PROFILES["tango"].container_id, PROFILES["tango"].port) == ("autonn", 8100)
+
+
+@pytest.mark.parametrize("override, base, service", [("docker-compose.cpu.yml", "docker-compose.yml", "neck_nas"),
+                                                     ("docker-compose.tango-cpu.yml", "docker-compose.tango.yml", "autonn")])
+def test_cpu_overrides_drop_the_gpu_reservation_of_an_existing_service(override, base, service):
+    assert "deploy" in _compose(base)["services"][service]
+    assert _compose(override)["services"] == {service: {"deploy": "!reset"}}
