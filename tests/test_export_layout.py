@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -50,3 +51,19 @@ def test_torchscript_config_txt_is_what_the_template_reads(weights, model, tmp_p
     assert [d["names"][i] for i in range(int(model.detect.nc))] == list(model.names)
     assert d["shape"] == [1, 3, IMG, IMG] and d["layout"] == "yolov9"
     assert json.loads(extra["meta.json"])["layout"] == "yolov9"
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_predict_reads_a_yolov9_export_as_it_reads_a_yolov5_one(fmt, tmp_path):
+    from autonn_nas.export.predict import load_predictor, predict_files
+    from test_export_support import make_bestmodel
+
+    _yaml, boxing = make_bestmodel(tmp_path, img_size=64, score_shift=6.0)  # untrained, but it finds boxes
+    detections = {}
+    for layout in ("yolov5", "yolov9"):
+        path = export_weights(boxing, fmt, out=tmp_path / f"{layout}.{fmt}", device="cpu", layout=layout).path
+        found = list(predict_files(load_predictor(path, device="cpu"), VAL_IMAGES[:2], 64))
+        detections[layout] = [p.detections for p in found]
+    assert sum(len(d) for d in detections["yolov5"]) > 0
+    for a, b in zip(detections["yolov5"], detections["yolov9"]):
+        assert a.shape == b.shape and np.allclose(a, b, atol=1e-3)

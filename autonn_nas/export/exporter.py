@@ -44,6 +44,15 @@ def as_rows(prediction: torch.Tensor, layout: str) -> torch.Tensor:
     return prediction.transpose(1, 2) if layout == "yolov9" else prediction
 
 
+def from_layout(prediction: torch.Tensor, layout: str) -> torch.Tensor:
+    """An export's output in `layout` back as (bs, N, 5 + nc) rows for the project's NMS: a yolov9 box's class
+    scores already hold the objectness, so it is 1 (the NMS confidence, objectness x class, stays the score)."""
+    if layout != "yolov9":
+        return prediction
+    rows = prediction.transpose(1, 2)
+    return torch.cat([rows[..., :4], torch.ones_like(rows[..., :1]), rows[..., 4:]], -1)
+
+
 class DecodedPrediction(nn.Module):
     """The exported graph: image batch in, decoded prediction in `layout` out."""
 

@@ -59,7 +59,8 @@ def load_predictor(weights: str | Path, device: str = "auto", half: bool = False
         elif half:
             module = module.half()
         size = int(meta.get("input_tensor_shape", [0, 0, 0, 640])[-1])
-        return Predictor(_torch_runner(module, torch_device, dtype), list(meta.get("names") or []), size,
+        runner = _torch_runner(module, torch_device, dtype)
+        return Predictor(_in_rows(runner, meta), list(meta.get("names") or []), size,
                          description=f"TorchScript on {torch_device}")
     from autonn_nas.export.exporter import load_model_for_export
     from autonn_nas.export.fuse import fuse_conv_bn
@@ -92,7 +93,15 @@ def _onnx_predictor(path: Path) -> Predictor:
     fixed = isinstance(height, int)
     size = height if fixed else int(meta.get("input_tensor_shape", [0, 0, 0, 640])[-1])
     run = lambda images: torch.from_numpy(run_onnx(session, images.numpy().astype(dtype))).float()  # noqa: E731
-    return Predictor(run, list(meta.get("names") or []), size, fixed_size=fixed, description="onnxruntime (CPU)")
+    return Predictor(_in_rows(run, meta), list(meta.get("names") or []), size, fixed_size=fixed, description="onnxruntime (CPU)")
+
+
+def _in_rows(run: Callable[[torch.Tensor], torch.Tensor], meta: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An export's runner giving (bs, N, 5 + nc) rows whatever layout it was exported in (meta's layout)."""
+    from autonn_nas.export.exporter import from_layout
+
+    layout = meta.get("layout", "yolov5")
+    return run if layout == "yolov5" else (lambda images: from_layout(run(images), layout))
 
 
 def predict_files(predictor: Predictor, files: Sequence[Path], img_size: int, conf: float = 0.25, iou: float = 0.45,
