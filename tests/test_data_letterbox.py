@@ -6,7 +6,8 @@ import pytest
 import torch
 from test_data_support import make_split
 
-from autonn_nas.data import YoloDataset, letterbox, scale_boxes_to_original
+from autonn_nas.data import YoloDataset
+from autonn_nas.data.letterbox import letterbox, scale_boxes_to_original
 from autonn_nas.data.boxes import xywhn_to_xyxy, xyxy_to_xywhn
 
 

@@ -69,6 +69,9 @@ def test_stop_ends_every_rank_and_a_failing_rank_fails_the_job(tmp_path):
             time.sleep(0.2)
         pgid = json.loads((_run_dir(stack) / "status.json").read_text())["pgid"]
         assert stack.call("stop") == (200, "stopped")
+        deadline = time.monotonic() + 30  # /stop answers within a second; the kill may finish in the background
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert not group_alive(pgid)  # the job, the launcher and both ranks were one process group
         assert stack.call("status_request") == (200, "stopped")
 

@@ -68,6 +68,10 @@ def test_stop_while_exporting_leaves_no_outputs(paused_stack):
     assert _placed(paused_stack) == set()  # and nothing placed in the project folder before the lock is held
     pgid = _pgid(paused_stack)
     assert paused_stack.call("stop") == (200, "stopped")
+    # /stop answers within a second; a job slower to end is killed and cleaned up in the background
+    deadline = time.monotonic() + 30
+    while (group_alive(pgid) or _placed(paused_stack) or _leftovers(paused_stack)) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not group_alive(pgid)
     assert paused_stack.call("status_request") == (200, "stopped")
     assert _placed(paused_stack) == set() and _leftovers(paused_stack) == []

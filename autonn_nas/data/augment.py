@@ -12,20 +12,9 @@ from typing import Callable, Mapping
 import cv2
 import numpy as np
 
+from autonn_nas.data.augment_defaults import AUGMENTATION_DEFAULTS  # noqa: F401 (re-exported)
 from autonn_nas.data.boxes import xywhn_to_xyxy
 
-# the augmentation hyperparameters' defaults (Scaled-YOLOv4 / YOLOv5 'scratch'); train/hyp.py's DEFAULT_HYP includes them
-AUGMENTATION_DEFAULTS: dict[str, float] = {
-    "hsv_h": 0.015,
-    "hsv_s": 0.7,
-    "hsv_v": 0.4,
-    "degrees": 0.0,
-    "translate": 0.1,
-    "scale": 0.5,
-    "shear": 0.0,
-    "fliplr": 0.5,
-    "mosaic": 1.0,  # probability of a 4-image mosaic when augmenting
-}
 
 PAD_VALUE = 114  # grey used for every border, as the letterbox does
 

@@ -208,13 +208,15 @@ class JobManager:
         while st.group_alive(pgid) and time.monotonic() < deadline:
             time.sleep(0.05)
         if st.group_alive(pgid):
-            threading.Thread(target=self._finish_stop, args=(paths, pgid), daemon=True, name=f"stop-{paths.project_id[:16]}").start()
+            threading.Thread(target=self._finish_stop, args=(paths, pgid, state.get("job_id")), daemon=True,
+                             name=f"stop-{paths.project_id[:16]}").start()
             return st.STOPPED, 200
-        self._finish_stop(paths, pgid)
+        self._finish_stop(paths, pgid, state.get("job_id"))
         return st.STOPPED, 200
 
-    def _finish_stop(self, paths: ProjectPaths, pgid: int | None) -> None:
-        """The rest of a /stop: SIGKILL after the grace period, then the job's outputs are removed."""
+    def _finish_stop(self, paths: ProjectPaths, pgid: int | None, job_id: str | None) -> None:
+        """The rest of a /stop: SIGKILL after the grace period, then the job's outputs are removed (unless a
+        newer job owns the project by then: its outputs are its own)."""
         deadline = time.monotonic() + max(self.config.stop_grace_s - STOP_REPLY_S, 0.0)
         while st.group_alive(pgid) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -225,7 +227,8 @@ class JobManager:
             while st.group_alive(pgid) and time.monotonic() < deadline:
                 time.sleep(0.05)
         with st.locked(paths):
-            paths.remove_outputs()
+            if (st.read_status(paths) or {}).get("job_id") == job_id:
+                paths.remove_outputs()
         log.info("stopped %s/%s", paths.user_id, paths.project_id)
 
     # ---- status ---------------------------------------------------------------------------------

@@ -1,14 +1,14 @@
 """Default training hyperparameters (Scaled-YOLOv4 / YOLOv5 'scratch' values).
 
 One plain dict: the trainer's optimiser and loss keys plus the data pipeline's augmentation keys, which
-data/augment.py owns (the data layer does not import the training layer).
+data/augment_defaults.py owns (the data layer does not import the training layer).
 Callers copy it and override keys; unknown keys in a user's override are an error (see `merge_hyp`).
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from autonn_nas.data.augment import AUGMENTATION_DEFAULTS
+from autonn_nas.data.augment_defaults import AUGMENTATION_DEFAULTS
 
 DEFAULT_HYP: dict[str, float] = {
     # optimiser and schedule
@@ -28,7 +28,7 @@ DEFAULT_HYP: dict[str, float] = {
     "anchor_t": 4.0,  # anchor / target width-height ratio threshold for matching
     "fl_gamma": 0.0,  # focal loss gamma (0 = plain BCE)
     "label_smoothing": 0.0,  # class targets become 1 - eps/2 and eps/2
-    **AUGMENTATION_DEFAULTS,  # data/augment.py: the data pipeline's own keys
+    **AUGMENTATION_DEFAULTS,  # data/augment_defaults.py: the data pipeline's own keys
 }
 
 
