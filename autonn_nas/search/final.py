@@ -14,18 +14,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
 from autonn_nas.data.loader import search_loader
 from autonn_nas.models.choice import set_architecture
 from autonn_nas.models.yolo import Model, cfg_to_yaml
-from autonn_nas.search import confirm, distributed
+from autonn_nas.search import confirm, distributed, events
 from autonn_nas.search.arch import Architecture, base_architecture
 from autonn_nas.search.bn_recalibration import frozen_bn_statistics, recalibrate_bn
 from autonn_nas.search.derive import derive_yaml, subnet_state_dict
 from autonn_nas.search.distributed import DistContext
+from autonn_nas.search.events import EventFn
 from autonn_nas.search.file_log import FilesRead, RecordingLoader
 from autonn_nas.search.report import plot_alpha, write_reports
 from autonn_nas.search.result import SearchResult
@@ -42,7 +43,6 @@ if TYPE_CHECKING:  # types only: the values come from the runner
     from autonn_nas.search.splits import SearchData
     from autonn_nas.search.strategies.base import SearchStrategy
 
-EventFn = Callable[[str, dict], None]
 
 log = get_logger("search.final")
 
@@ -141,9 +141,8 @@ class Evaluator:
     def on_generation(self, generation: int, ranked: list) -> None:
         best = ranked[0]
         log.info("spos search generation %d: %d scored, best %s (held-out loss %.4f)", generation, len(ranked), best.arch, best.details["loss"])
-        if self.on_event is not None and self.dist.is_main:
-            self.on_event("evolution_search", {"generation": generation, "evaluated": len(ranked), "max_evaluations": self.max_evaluations,
-                                              "best": best.to_dict()})
+        events.emit(self.on_event if self.dist.is_main else None, events.EVOLUTION_SEARCH,
+                    {"generation": generation, "evaluated": len(ranked), "max_evaluations": self.max_evaluations, "best": best.to_dict()})
 
     def confirmation_losses(self, arch: Mapping[str, str]) -> torch.Tensor | None:
         """Per-image objective of `arch` on the confirmation images (None when there are none)."""
@@ -307,7 +306,6 @@ def finish(run: TrainedSearch, started: float) -> tuple[SearchResult | None, dic
     log.info("shipped %s: cost %.4g %s (%.3f x base, budget %.3f x), val mAP50 %.4f mAP50-95 %.4f | base: mAP50 %.4f mAP50-95 %.4f",
              arch, derived["cost"], run.cost.unit, derived["cost_ratio"], run.budget.limit / run.budget.base_cost,
              derived_val["map50"], derived_val["map"], base_val["map50"], base_val["map"])
-    if run.on_event is not None:
-        run.on_event("nas_end", {"architecture": arch.to_dict(), "metrics": metrics, "model_yaml": str(model_yaml), "weights": str(weights),
-                                 "report": str(report_json)})
+    events.emit(run.on_event, events.NAS_END, {"architecture": arch.to_dict(), "metrics": metrics, "model_yaml": str(model_yaml),
+                                               "weights": str(weights), "report": str(report_json)})
     return SearchResult(out, arch, model_yaml, weights, report_json, metrics), seconds

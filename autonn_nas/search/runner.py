@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -23,8 +23,9 @@ from autonn_nas.data.loader import search_loader
 from autonn_nas.models.choice import clear_mixture
 from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.models.yolo import Model, build_model
-from autonn_nas.search import distributed, final
+from autonn_nas.search import distributed, events, final
 from autonn_nas.search.batch_size import fit_batch_size, halved_batch_size, is_out_of_memory
+from autonn_nas.search.events import EventFn
 from autonn_nas.search.cost import build_cost_table, most_probable_within_budget, resolve_budget
 from autonn_nas.search.file_log import FilesRead, RecordingLoader
 from autonn_nas.search.objective import DetectionObjective, DistillationObjective, load_teacher
@@ -50,7 +51,6 @@ from autonn_nas.utils.seed import seed_everything
 
 log = get_logger("search")
 
-EventFn = Callable[[str, dict], None]
 # what a resumed run may change; everything else comes from the checkpoint so the run stays the same
 RESUME_OVERRIDABLE = ("device", "workers", "out", "resume", "progress", "nproc")
 
@@ -67,11 +67,6 @@ class _WorldScaledLoss:
     def __call__(self, predictions: Any, targets: torch.Tensor, images: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         loss, items = self.loss_fn(predictions, targets, images)
         return loss * self.world_size, items
-
-
-def _emit(on_event: EventFn | None, update_id: str, content: dict) -> None:
-    if on_event is not None:
-        on_event(update_id, content)
 
 
 class SearchRun:
@@ -339,7 +334,7 @@ class SearchRun:
                  "confirmation": len(self.data.confirm) if self.data.confirm is not None else 0, "val": len(self.data.val)}
         log.info("cost: %s (%s); budget %.6g %s = %.3f x base; images %s", s.cost_measure, self.cost.source, self.budget.limit,
                  self.cost.unit, self.budget.limit / self.budget.base_cost, split)
-        _emit(self.on_event if self.dist.is_main else None, "nas_start", {
+        events.emit(self.on_event if self.dist.is_main else None, events.NAS_START, {
             "strategy": s.strategy, "epochs": s.epochs, "img_size": s.img_size, "batch_size": self.batch_size,
             "device": str(self.device), "start_epoch": self.start_epoch, "images": split,
             "budget": self.budget.to_dict(), "cost_measure": s.cost_measure, "labels": self.strategy.labels,
@@ -355,7 +350,7 @@ class SearchRun:
             self._save_checkpoint(epoch)
             if self.dist.is_main:
                 atomic_write_json(self.out / "history.json", self.history)
-                _emit(self.on_event, "epoch_summary", row)
+                events.emit(self.on_event, events.EPOCH_SUMMARY, row)
         self.seconds["total_before_final"] = time.perf_counter() - started
         distributed.dump_debug_state(self.dist, self.model, self.strategy.alpha)
         if not self.dist.enabled:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from autonn_nas.search import events
 from autonn_nas.service import state as st
 from autonn_nas.service.handoff import export_device, export_for_engine, neural_net_info, place_outputs, search_img_size
 from autonn_nas.service.job_inputs import JobInputs
@@ -20,7 +21,7 @@ from autonn_nas.utils.log import get_logger
 
 log = get_logger("service.job")
 
-PHASE_OF_EVENT = {"nas_start": "search", "evolution_search": "evolution_search", "nas_end": "deriving"}
+PHASE_OF_EVENT = {events.NAS_START: "search", events.EVOLUTION_SEARCH: "evolution_search", events.NAS_END: "deriving"}
 
 
 class JobCancelled(Exception):
@@ -57,7 +58,7 @@ class JobRecord:
         with st.locked(self.paths):
             state = self._own_state()
             changes: dict[str, Any] = {"last_event": update_id}
-            if update_id == "epoch_summary":
+            if update_id == events.EPOCH_SUMMARY:
                 epoch, epochs = content.get("epoch"), content.get("epochs")
                 changes["phase"] = content.get("phase") or state.get("phase")
                 if isinstance(epoch, int) and isinstance(epochs, int) and epochs > 0:
@@ -70,7 +71,7 @@ class JobRecord:
             elif update_id in PHASE_OF_EVENT:
                 changes["phase"] = PHASE_OF_EVENT[update_id]
             st.write_status(self.paths, state | changes)
-        if update_id == "epoch_summary":  # TANGO's PM charts read its own field names; ours stay beside them
+        if update_id == events.EPOCH_SUMMARY:  # TANGO's PM charts read its own field names; ours stay beside them
             started = state.get("running_since_ts")
             content = {**content, **tango_epoch_summary(content, time.time() - started if started else None)}
         self.pm.status_update(self.paths.user_id, self.paths.project_id, update_id, content)
