@@ -91,3 +91,38 @@ def test_partial_accumulation_is_applied_at_the_end_of_the_epoch():
     assert result.optimizer_steps == 1
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert all(p.grad is None for p in model.parameters())
+
+
+class _LossTurningNaN:
+    """The detection loss, except that batch `bad_batch` (counted from 0) returns NaN."""
+
+    def __init__(self, loss_fn, bad_batch: int):
+        self.loss_fn, self.bad_batch, self.calls = loss_fn, bad_batch, 0
+
+    def __call__(self, predictions, targets):
+        loss, items = self.loss_fn(predictions, targets)
+        self.calls += 1
+        if self.calls - 1 == self.bad_batch:
+            loss = loss * float("nan")
+        return loss, items
+
+
+@pytest.mark.parametrize("reads", ["every_batch", "deferred"])
+def test_a_non_finite_loss_stops_training_and_names_its_batch(reads, monkeypatch):
+    """On a CPU the loss is read every batch; on CUDA reads are deferred (no host sync per step), and the
+    divergence is still caught, by the epoch's end at the latest, with the batch where it began."""
+    from autonn_nas.train import epoch as epoch_module
+
+    if reads == "deferred":
+        monkeypatch.setattr(epoch_module._HostReads, "reads_every_batch", staticmethod(lambda device: False))  # as on CUDA
+        monkeypatch.setattr(epoch_module._HostReads, "READ_INTERVAL_S", float("inf"))  # no read before the epoch's end
+    torch.manual_seed(0)
+    model = TinyDetector(nc=3)
+    hyp = dict(DEFAULT_HYP, warmup_epochs=0.0)
+    loader = _batches(4)
+    optimizer = build_optimizer(model, hyp, batch_size=2, nominal_batch=2)
+    schedule = WarmupCosineSchedule(optimizer, hyp, epochs=1, iters_per_epoch=4, batch_size=2, nominal_batch=2)
+    loss_fn = _LossTurningNaN(DetectionLoss(model, hyp), bad_batch=2)
+    with pytest.raises(epoch_module.TrainingDiverged, match=r"loss became nan at epoch 0, batch 2 "):
+        train_one_epoch(model, loader, loss_fn, optimizer, schedule, 0, torch.device("cpu"), progress=False)
+    assert loss_fn.calls == (3 if reads == "every_batch" else 4)

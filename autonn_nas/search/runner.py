@@ -40,7 +40,7 @@ from autonn_nas.train.checkpoint import load_checkpoint, save_checkpoint
 from autonn_nas.train.ema import ModelEMA
 from autonn_nas.train.hyp import merge_hyp
 from autonn_nas.train.loss import DetectionLoss, scaled_loss_gains
-from autonn_nas.train.optim import NOMINAL_BATCH
+from autonn_nas.train.optim import NOMINAL_BATCH, reserve_optimizer_state
 from autonn_nas.train.schedule import WarmupCosineSchedule
 from autonn_nas.train.state import TrainingState
 from autonn_nas.train.trainer import loader_generators, set_data_epoch
@@ -52,6 +52,7 @@ from autonn_nas.utils.seed import seed_everything
 log = get_logger("search")
 
 # what a resumed run may change; everything else comes from the checkpoint so the run stays the same
+PROBE_HEADROOM = 0.10  # share of the memory it may use that the batch-size probe leaves free
 RESUME_OVERRIDABLE = ("device", "workers", "out", "resume", "progress", "nproc")
 
 
@@ -91,6 +92,7 @@ class SearchRun:
         self.history: list[dict[str, Any]] = []
         self.batch_changes: list[dict[str, Any]] = []
         self.seconds = {"training": 0.0}
+        self.probe_peak_bytes: int | None = None  # the batch-size probe's peak device memory (CUDA)
 
     @classmethod
     def reopen(cls, out: str | Path, device: str = "cpu", workers: int = 0) -> "SearchRun":
@@ -182,26 +184,42 @@ class SearchRun:
         return gens
 
     def _memory_probe(self, batch_size: int) -> None:
-        """One training step of the most memory-hungry configuration at this batch size (CUDA only). The
-        BN statistics it would move with its random images are put back; no optimizer step is taken."""
+        """One training step of the most memory-hungry configuration at this batch size (CUDA only), with the
+        optimizer's state the run will hold (momentum for every parameter, once every candidate has trained)
+        already taken: the probe runs before the optimizer exists. The BN statistics it would move with its
+        random images are put back; no optimizer step is taken. A step that fits but leaves less than
+        PROBE_HEADROOM of the device free counts as out of memory: real batches carry more targets."""
         s = self.settings
         buffers = {name: value.clone() for name, value in self.model.named_buffers()}
         self.model.train()
+        cuda = self.device.type == "cuda"
+        if cuda:  # what this process may use: what it holds now plus what is free (other processes hold the rest)
+            torch.cuda.empty_cache()
+            capacity = torch.cuda.memory_allocated(self.device) + torch.cuda.mem_get_info(self.device)[0]
+            torch.cuda.reset_peak_memory_stats(self.device)
+        optimizer_state = reserve_optimizer_state(self.model)
         images = torch.rand(batch_size, 3, s.img_size, s.img_size, device=self.device)
         targets = torch.tensor([[i, 0, 0.5, 0.5, 0.2, 0.2] for i in range(batch_size)], device=self.device)
         try:
             self.strategy.prepare_memory_probe()
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=cuda):
                 loss, _ = self.objective(self.model(images), targets, images)
             loss.backward()
+            if cuda:
+                self.probe_peak_bytes = torch.cuda.max_memory_allocated(self.device)
+                if self.probe_peak_bytes > (1.0 - PROBE_HEADROOM) * capacity:
+                    raise torch.OutOfMemoryError(
+                        f"the probe step at batch {batch_size} peaked at {self.probe_peak_bytes / 2**30:.1f} GiB of the "
+                        f"{capacity / 2**30:.1f} GiB this process can use, leaving under {PROBE_HEADROOM:.0%} free")
+                log.info("memory probe: batch %d peaks at %.2f GiB of %.1f GiB", batch_size, self.probe_peak_bytes / 2**30, capacity / 2**30)
         finally:
             with torch.no_grad():
                 for name, value in self.model.named_buffers():
                     value.copy_(buffers[name])
-            del buffers
+            del buffers, optimizer_state
             self.model.zero_grad(set_to_none=True)
             clear_mixture(self.model)
-            if self.device.type == "cuda":
+            if cuda:
                 torch.cuda.empty_cache()
 
     def _use_ema_weights(self) -> None:
@@ -268,6 +286,8 @@ class SearchRun:
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         s = self.settings
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         while True:
             set_data_epoch(self.data.train_part, self.train_loader, epoch)
             try:
@@ -306,6 +326,7 @@ class SearchRun:
             "seconds": w.data_seconds + w.compute_seconds,
             "alpha": self.strategy.probabilities_dict(),
             "current_choice": self._current_choice(),
+            "peak_memory_gib": torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else None,
         }
 
     def _log_epoch(self, row: dict[str, Any]) -> None:

@@ -33,14 +33,21 @@ class ModelEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """One averaging step: a few fused multi-tensor kernels (torch._foreach_*) instead of two per tensor,
+        which for the full supernet (thousands of tensors) was a launch-bound pass on a GPU."""
         self.updates += 1
         d = self.decay()
         model_state = unwrap_model(model).state_dict()
+        averaged, current = [], []
         for name, value in self.ema.state_dict().items():
             if value.dtype.is_floating_point:
-                value.mul_(d).add_(model_state[name].detach(), alpha=1 - d)
+                averaged.append(value)
+                current.append(model_state[name].detach())
             else:  # e.g. BN's num_batches_tracked
                 value.copy_(model_state[name])
+        if averaged:
+            torch._foreach_mul_(averaged, d)
+            torch._foreach_add_(averaged, current, alpha=1 - d)
 
     def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates, "decay": self.decay_max, "tau": self.tau, "state_dict": self.ema.state_dict()}

@@ -66,6 +66,32 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class _HostReads:
+    """When the loop may read device values on the host. Reading a CUDA tensor (`.item()`, `.cpu()`) waits for
+    every queued kernel, so the host stops running ahead of the GPU; on CUDA the loop reads its loss sums (for
+    the bar and the divergence check) at most once per READ_INTERVAL_S and at the epoch's end. On a CPU a read
+    costs nothing: every batch."""
+
+    READ_INTERVAL_S = 1.0
+
+    def __init__(self, device: torch.device):
+        self.every_batch = self.reads_every_batch(device)
+        self.last = time.perf_counter()
+
+    @staticmethod
+    def reads_every_batch(device: torch.device) -> bool:
+        return device.type != "cuda"
+
+    def due(self) -> bool:
+        if self.every_batch:
+            return True
+        now = time.perf_counter()
+        if now - self.last < self.READ_INTERVAL_S:
+            return False
+        self.last = now
+        return True
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable,
@@ -95,7 +121,6 @@ def train_one_epoch(
     autocast = scaler.is_enabled()
     start_iteration = epoch * len(loader) if start_iteration is None else start_iteration
     result = EpochResult(epoch=epoch)
-    sums = torch.zeros(4)
     pending = 0  # batches whose gradients wait for an optimizer step
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -116,15 +141,19 @@ def train_one_epoch(
             on_optimizer_step(iteration)
 
     bar = _progress(loader, description or f"epoch {epoch}", progress)
+    reads = _HostReads(device)
+    # the first non-finite loss, kept on the device: (batch index, loss, box, obj, cls); batch index -1 = none yet
+    first_bad = torch.full((5,), -1.0, device=device)
+    batch_on_device = torch.full((1,), -1.0, device=device)  # the batch index, counted where first_bad is built
+    sums = torch.zeros(4, device=device)
     iteration = start_iteration
-    waited_since = time.perf_counter()
+    started = waited_since = time.perf_counter()
     for batch_index, (images, targets, *_rest) in enumerate(bar):
+        # the host's wait for the loader: on CUDA it runs ahead of the GPU, so a wait here is where the GPU can starve
+        result.data_seconds += time.perf_counter() - waited_since
         iteration = start_iteration + batch_index
         images = images_to_input(images, device)
-        targets = targets.to(device)
-        _sync(device)
-        computing_since = time.perf_counter()
-        result.data_seconds += computing_since - waited_since
+        targets = targets.to(device, non_blocking=True)
 
         schedule.step(iteration)
         if on_batch_start is not None:
@@ -133,30 +162,41 @@ def train_one_epoch(
             predictions = model(images)
         # a search objective may need the inputs too (distillation: the teacher runs on the same images)
         loss, items = loss_fn(predictions, targets, images) if getattr(loss_fn, "takes_images", False) else loss_fn(predictions, targets)
-        if not math.isfinite(loss.item()):
-            raise TrainingDiverged(
-                f"loss became {loss.item()} at epoch {epoch}, batch {batch_index} (box, obj, cls = {items[:3].tolist()}); "
-                "lower lr0 or check the labels"
-            )
+        loss_items = items.detach().float()
+        batch_on_device += 1
+        is_first_bad = (~torch.isfinite(loss.detach())) & (first_bad[0] < 0)
+        first_bad = torch.where(is_first_bad, torch.cat([batch_on_device, loss.detach().float().view(1), loss_items[:3]]), first_bad)
+        read_now = reads.due()
+        if read_now:
+            _raise_if_diverged(first_bad, epoch)
         scaler.scale(loss).backward()
         pending += 1
         if pending >= schedule.accumulate(iteration):
             optimizer_step(iteration)
 
-        sums += items.cpu()
+        sums += loss_items
         result.batches += 1
         result.images += images.shape[0]
-        if progress:
-            mean = sums / result.batches
+        if progress and read_now:
+            mean = (sums / result.batches).tolist()
             bar.set_postfix(box=f"{mean[0]:.4f}", obj=f"{mean[1]:.4f}", cls=f"{mean[2]:.4f}", img=images.shape[-1], refresh=False)
-        _sync(device)
         waited_since = time.perf_counter()
-        result.compute_seconds += waited_since - computing_since
 
     if pending:
         optimizer_step(iteration)
     bar.close()
+    _sync(device)
+    _raise_if_diverged(first_bad, epoch)
+    result.compute_seconds = max(time.perf_counter() - started - result.data_seconds, 0.0)
     mean = (sums / max(result.batches, 1)).tolist()
     result.box, result.obj, result.cls, result.total = mean
     result.lr = [group["lr"] for group in optimizer.param_groups]
     return result
+
+
+def _raise_if_diverged(first_bad: torch.Tensor, epoch: int) -> None:
+    """TrainingDiverged when a non-finite loss was recorded (a host read: call it when reading is due)."""
+    batch, loss, box, obj, cls = first_bad.tolist()
+    if batch >= 0:
+        raise TrainingDiverged(f"loss became {loss} at epoch {epoch}, batch {int(batch)} (box, obj, cls = {[box, obj, cls]}); "
+                               "lower lr0 or check the labels")

@@ -53,3 +53,10 @@ def build_optimizer(model: nn.Module, hyp: Mapping[str, float], batch_size: int,
     for group in optimizer.param_groups:
         group["initial_lr"] = hyp["lr0"]
     return optimizer
+
+
+def reserve_optimizer_state(model: nn.Module) -> list[torch.Tensor]:
+    """Uninitialised tensors the size of the state build_optimizer's SGD keeps once every parameter has had a
+    gradient (one momentum buffer per trainable parameter): a memory probe that runs before the optimizer
+    exists holds them, so the batch size it fits leaves room for them."""
+    return [torch.empty_like(p) for p in model.parameters() if p.requires_grad]

@@ -84,6 +84,7 @@ class SearchStrategy:
         # path sampling has its own generator: saved in checkpoints, independent of data loading
         self.generator = torch.Generator().manual_seed(int(seed) + 7919)
         self.alpha: nn.Parameter | None = None
+        self._probabilities_cache: tuple[int, torch.Tensor] | None = None  # (alpha's version, probabilities)
         self.arch_optimizer: torch.optim.Optimizer | None = None
         if self.has_arch_weights:
             self.alpha = nn.Parameter(torch.zeros(len(self.labels), len(CANDIDATES), device=device))
@@ -119,8 +120,15 @@ class SearchStrategy:
         return torch.softmax(logits.masked_fill(~self.mask.to(logits.device), float("-inf")), dim=-1)
 
     def probabilities(self) -> torch.Tensor | None:
-        """(blocks, candidates) candidate probabilities, or None."""
-        return None if self.alpha is None else self.masked_softmax(self.alpha.detach().float()).cpu()
+        """(blocks, candidates) candidate probabilities on the CPU, or None. Copied from the device only when the
+        logits changed (their version counter moves with every in-place update): proxyless samples a path for
+        every weight step, and a copy each time would make the host wait for the GPU at every step."""
+        if self.alpha is None:
+            return None
+        version = self.alpha._version
+        if self._probabilities_cache is None or self._probabilities_cache[0] != version:
+            self._probabilities_cache = (version, self.masked_softmax(self.alpha.detach().float()).cpu())
+        return self._probabilities_cache[1].clone()
 
     def probabilities_dict(self) -> dict[str, dict[str, float]] | None:
         probs = self.probabilities()
