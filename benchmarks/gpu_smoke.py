@@ -318,10 +318,10 @@ def main() -> int:
                 results[part] = {"error": f"{type(error).__name__}: {error}"[:600]}
                 traceback.print_exc()
             print(f"gpu_smoke: part {part} took {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+            if args.json:  # after every part: a run cut short by its time limit still leaves what it measured
+                args.json.write_text(json.dumps(results, indent=1, default=str))
     table = markdown(sizes, results, device_name)
     print(table)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1, default=str))
     return 1 if failed or any(not row.get("ok", True) for row in results.get("export", {}).values() if isinstance(row, dict)) else 0
 
 
