@@ -174,22 +174,36 @@ def run_search_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "history": json.loads((work / "search" / "history.json").read_text())}
 
 
-class Ballast:
-    """Device memory held as another process would hold it, so that a test of memory limits needs no second GPU job."""
+BALLAST_CODE = ("import sys, torch; x = torch.empty(int(sys.argv[1]), dtype=torch.uint8, device='cuda'); "
+                "torch.cuda.synchronize(); print('ready', flush=True); sys.stdin.read()")
 
-    def __init__(self, device: Any):
-        self.device, self.tensors = device, []
+
+class Ballast:
+    """Device memory held by other processes (as a second job on a shared GPU would hold it): what a memory test
+    needs, without a second GPU job. Each piece is a child process that holds its bytes until released."""
+
+    def __init__(self) -> None:
+        self.children: list[subprocess.Popen] = []
 
     def leave_free(self, gib: float) -> float:
-        """Grow until about `gib` GiB of the device stay free; returns the free GiB."""
+        """Hold more until about `gib` GiB of the device stay free; returns the free GiB."""
         import torch
 
         torch.cuda.empty_cache()
-        free, _total = torch.cuda.mem_get_info(self.device)
+        free = torch.cuda.mem_get_info()[0]
         take = int(free - gib * GIB)
         if take > 0:
-            self.tensors.append(torch.empty(take, dtype=torch.uint8, device=self.device))
-        return torch.cuda.mem_get_info(self.device)[0] / GIB
+            child = subprocess.Popen([sys.executable, "-c", BALLAST_CODE, str(take)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            if child.stdout.readline().strip() != "ready":
+                raise RuntimeError("the ballast process could not take its memory")
+            self.children.append(child)
+        return torch.cuda.mem_get_info()[0] / GIB
+
+    def release(self) -> None:
+        for child in self.children:
+            child.kill()
+            child.wait()
+        self.children = []
 
 
 def run_probe_and_oom_parts(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -205,42 +219,86 @@ def run_probe_and_oom_parts(args: argparse.Namespace, work: Path) -> dict[str, A
                 "oom": {"note": "skipped: no CUDA"}}
     device = torch.device("cuda")
     results: dict[str, Any] = {}
-    # 3: the probe under a cap, then a real epoch at the batch it chose
-    ballast = Ballast(device)
-    run = SearchRun(search_settings(args, work / "probe", epochs=1, strategy="darts", batch_size=args.probe_batch))
-    free = ballast.leave_free(args.probe_cap_gib)
-    run._setup()  # the probe runs in here (the darts mixture: the heaviest weight step)
-    batch = run.batch_size
-    row = run._train_epoch(0)
-    results["probe"] = {"cap_gib": free, "asked": args.probe_batch, "batch": batch, "probe_peak_gib": (run.probe_peak_bytes or 0) / GIB,
-                        "epoch_peak_gib": row["peak_memory_gib"], "batch_changes": run.batch_changes}
-    del run
-    torch.cuda.empty_cache()
-    # 4: the fitted batch stops fitting after the probe: the epoch must halve it and go on
-    run = SearchRun(search_settings(args, work / "oom", epochs=1, strategy="darts", batch_size=args.probe_batch))
-    free = ballast.leave_free(args.probe_cap_gib)
-    run._setup()
-    fitted = run.batch_size
-    squeezed = ballast.leave_free(max(free * 0.45, 1.0))
-    row = run._train_epoch(0)
-    results["oom"] = {"cap_gib": squeezed, "fitted_batch": fitted, "batch_after": run.batch_size, "batch_changes": run.batch_changes,
-                      "epoch_peak_gib": row["peak_memory_gib"]}
-    del run, ballast
-    torch.cuda.empty_cache()
+    ballast = Ballast()
+    try:
+        # 3: the probe with only probe_cap_gib free, then a real epoch at the batch it chose: its peak must fit too
+        run = SearchRun(search_settings(args, work / "probe", epochs=1, strategy="darts", batch_size=args.probe_batch))
+        free = ballast.leave_free(args.probe_cap_gib)
+        run._setup()  # the probe runs in here (the darts mixture: the heaviest weight step)
+        batch = run.batch_size
+        row = run._train_epoch(0)
+        results["probe"] = {"free_gib": free, "asked": args.probe_batch, "batch": batch, "probe_peak_gib": (run.probe_peak_bytes or 0) / GIB,
+                            "epoch_peak_gib": row["peak_memory_gib"], "batch_changes": run.batch_changes}
+        del run
+        ballast.release()
+        torch.cuda.empty_cache()
+        # 4: after the probe, others take half of what the probe step needed beyond what stays resident: the fitted
+        # batch no longer fits, and the epoch must halve it and go on
+        run = SearchRun(search_settings(args, work / "oom", epochs=1, strategy="darts", batch_size=args.probe_batch))
+        ballast.leave_free(args.probe_cap_gib)
+        run._setup()
+        fitted = run.batch_size
+        need = (run.probe_peak_bytes or 0) - torch.cuda.memory_allocated(device)
+        squeezed = ballast.leave_free(0.6 * need / GIB)
+        row = run._train_epoch(0)
+        results["oom"] = {"free_gib": squeezed, "step_needs_gib": need / GIB, "fitted_batch": fitted, "batch_after": run.batch_size,
+                          "batch_changes": run.batch_changes, "epoch_peak_gib": row["peak_memory_gib"]}
+        del run
+    finally:
+        ballast.release()
+        torch.cuda.empty_cache()
     return results
 
 
+def fp16_gap(weights: str, check_images: list[Path]) -> dict[str, Any]:
+    """Where an fp16 export disagrees: the same unfused network in fp16 against fp32 on the same images, and the
+    largest activation magnitude of any layer in fp32 (fp16 overflows past 65504)."""
+    import copy
+
+    import torch
+
+    from autonn_nas.export.exporter import check_inputs, load_model_for_export
+
+    device = torch.device("cuda")
+    model, checkpoint = load_model_for_export(weights, device)
+    images = check_inputs(check_images, int(checkpoint.get("img_size") or 640))[0].to(device)
+    largest = {"value": 0.0, "layer": ""}
+
+    def record(module: Any, _inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor) and output.is_floating_point():
+            value = float(output.detach().abs().max())
+            if value > largest["value"]:
+                largest.update(value=value, layer=f"{getattr(module, 'i', '?')}:{type(module).__name__}")
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()]
+    with torch.no_grad():
+        reference = model(images)[0].float()
+    for hook in hooks:
+        hook.remove()
+    with torch.no_grad():
+        half = copy.deepcopy(model).half()(images.half())[0].float()
+    return {"unfused_fp16_vs_fp32_max_abs": float((half - reference).abs().nan_to_num(float("inf")).max()),
+            "fp16_nonfinite": int((~torch.isfinite(half)).sum()), "largest_fp32_activation": largest}
+
+
 def run_export_part(args: argparse.Namespace, weights: str, work: Path) -> dict[str, Any]:
+    from autonn_nas.data.config import load_dataset_config
     from autonn_nas.export.exporter import export_weights
 
-    rows = {}
+    check = load_dataset_config(args.data).val[:4]  # real images: what the stage checks its exports on
+    rows: dict[str, Any] = {"check_images": len(check)}
     for fmt in ("torchscript", "onnx"):
         try:
-            result = export_weights(weights, fmt, half=not args.dry_run, out=work / f"bestmodel.{fmt}",
+            result = export_weights(weights, fmt, half=not args.dry_run, out=work / f"bestmodel.{fmt}", check_images=check or None,
                                     device="cpu" if args.dry_run else "cuda")
             rows[fmt] = {"ok": True, "half": result.half, "agreement": result.agreement.describe()}
         except Exception as error:  # a smoke check reports every part, whatever fails
             rows[fmt] = {"ok": False, "error": f"{type(error).__name__}: {error}"[:400]}
+    if not args.dry_run and not all(rows[fmt]["ok"] for fmt in ("torchscript", "onnx")):
+        try:
+            rows["fp16_gap"] = fp16_gap(weights, check)
+        except Exception as error:
+            rows["fp16_gap"] = {"error": f"{type(error).__name__}: {error}"[:400]}
     return rows
 
 
@@ -322,7 +380,8 @@ def main() -> int:
                 args.json.write_text(json.dumps(results, indent=1, default=str))
     table = markdown(sizes, results, device_name)
     print(table)
-    return 1 if failed or any(not row.get("ok", True) for row in results.get("export", {}).values() if isinstance(row, dict)) else 0
+    exports = [row for fmt, row in results.get("export", {}).items() if fmt in ("torchscript", "onnx")]
+    return 1 if failed or any(not row["ok"] for row in exports) else 0
 
 
 if __name__ == "__main__":

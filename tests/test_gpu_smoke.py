@@ -28,7 +28,7 @@ def test_gpu_smoke_dry_run_reports_every_part(tmp_path):
     assert step["proxyless"]["arch_step_s"] > 0 and step["spos"]["arch_step_s"] is None
     assert data["search"]["shipped"] in ("base", "derived") and len(data["search"]["history"]) == 3  # start + 2 epochs
     assert data["probe"]["batch"] == 2 and "no CUDA" in data["oom"]["note"]
-    assert all(row["ok"] for row in data["export"].values())
+    assert data["export"]["check_images"] == 4 and data["export"]["torchscript"]["ok"] and data["export"]["onnx"]["ok"]
     assert "| darts |" in done.stdout and "**export**" in done.stdout
 
 
