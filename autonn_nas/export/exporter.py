@@ -65,6 +65,10 @@ class DecodedPrediction(nn.Module):
         return to_layout(self.model(images)[0], self.layout)
 
 
+class ExportMismatch(ValueError):
+    """The exported file does not reproduce the PyTorch model within the tolerance (the file is removed)."""
+
+
 @dataclass
 class ExportResult:
     path: Path
@@ -74,6 +78,7 @@ class ExportResult:
     dynamic: bool
     agreement: Agreement
     layout: str = "yolov5"
+    note: str | None = None  # e.g. why an fp16 export that was asked for is fp32
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "img_size": self.img_size, "half": self.half,
@@ -191,9 +196,9 @@ def export_weights(
         reference = to_layout(model(images.to(device))[0].float(), layout).cpu()
     exported = predict_exported(fmt, path, images, dynamic, half, device)
     if exported.shape != reference.shape:
-        raise ValueError(f"{fmt} export of {weights} gives shape {tuple(exported.shape)}, PyTorch's {tuple(reference.shape)}")
+        raise ExportMismatch(f"{fmt} export of {weights} gives shape {tuple(exported.shape)}, PyTorch's {tuple(reference.shape)}")
     agreement = compare(as_rows(reference, layout), as_rows(exported, layout), img_size, "fp16" if half else "fp32", source)
     if not agreement.ok:
         path.unlink(missing_ok=True)
-        raise ValueError(f"{fmt} export of {weights} does not reproduce PyTorch ({agreement.describe()}); {path} was removed")
+        raise ExportMismatch(f"{fmt} export of {weights} does not reproduce PyTorch ({agreement.describe()}); {path} was removed")
     return ExportResult(path, fmt, img_size, half, dynamic, agreement, layout)

@@ -74,9 +74,11 @@ def export_for_engine(weights: Path, engine: Any, img_size: int, out_dir: Path, 
     """Export `weights` into `out_dir` for the engine; returns (format -> ExportResult, format -> reason skipped).
 
     A missing optional package (onnx/onnxruntime) skips that export with its reason (the YAML and weights,
-    the stage's product, are still delivered); an export that does not reproduce PyTorch raises."""
-    from autonn_nas.export.dependencies import MissingDependencyError
-    from autonn_nas.export.exporter import export_weights
+    the stage's product, are still delivered). An fp16 export that does not reproduce PyTorch is made again in
+    fp32, every format (the exports share one precision), and each result's note says why: measured on an H200,
+    a barely trained network's boxes moved by over 1000 px between fp16 and fp32 PyTorch itself. An fp32 export
+    that does not reproduce PyTorch raises."""
+    from autonn_nas.export.exporter import ExportMismatch
 
     formats = export_formats(engine, layout)
     if not formats:
@@ -84,17 +86,34 @@ def export_for_engine(weights: Path, engine: Any, img_size: int, out_dir: Path, 
     device, note = export_device(half)
     if note:
         log.warning("%s", note)
+    try:
+        return _export_formats(weights, formats, img_size, out_dir, check_images, layout, device, half=device == "cuda")
+    except ExportMismatch as error:
+        if device != "cuda":
+            raise
+        reason = f"the fp16 export did not reproduce the PyTorch model ({error}); the exports are fp32 instead"
+        log.warning("%s", reason)
+        done, skipped = _export_formats(weights, formats, img_size, out_dir, check_images, layout, "cpu", half=False)
+        for result in done.values():
+            result.note = reason
+        return done, skipped
+
+
+def _export_formats(weights: Path, formats: Sequence[str], img_size: int, out_dir: Path, check_images: Sequence[Path],
+                    layout: str, device: str, half: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    from autonn_nas.export.dependencies import MissingDependencyError
+    from autonn_nas.export.exporter import export_weights
+
     done, skipped = {}, {}
     for fmt in formats:
         try:
             result = export_weights(weights, fmt, img_size=img_size, out=out_dir / EXPORT_FILES[fmt], device=device,
-                                    half=device == "cuda", check_images=list(check_images[:CHECK_IMAGES]) or None,
-                                    layout=layout)
+                                    half=half, check_images=list(check_images[:CHECK_IMAGES]) or None, layout=layout)
         except MissingDependencyError as error:
             log.warning("%s export skipped: %s", fmt, error)
             skipped[fmt] = str(error)
             continue
-        log.info("%s export for engine %s: %s", fmt, engine, result.agreement.describe())
+        log.info("%s export: %s", fmt, result.agreement.describe())
         done[fmt] = result
     return done, skipped
 
@@ -181,8 +200,9 @@ def neural_net_info(model_yaml: Path, img_size: int, names: Sequence[str] | None
         "conf_thres": CONF_THRES,
         "iou_thres": IOU_THRES,
     }
-    if precision_note:
-        info["precision_note"] = precision_note
+    notes = [precision_note, *{result.note for result in exports.values() if getattr(result, "note", None)}]
+    if any(notes):
+        info["precision_note"] = "; ".join(note for note in notes if note)
     for fmt, result in exports.items():
         info[f"{fmt}_file"] = EXPORT_FILES[fmt]
     if exports:
