@@ -1,7 +1,7 @@
 """torchrun + DDP search on CPU (gloo): 2 processes against 1 process of the same global batch and seed.
 
 What is checked: the run succeeds under `torchrun --nproc-per-node 2`; both ranks end with identical
-weights and architecture logits (AUTONN_NAS_DDP_DEBUG_DIR digests); the weights are close to a single
+weights and architecture logits (digests written by tests/ddp_hooks/rank_digests.py); the weights are close to a single
 process's; only one set of outputs is written; the checkpoint (no 'module.' prefix) resumes in one process,
 and a single process's checkpoint resumes under 2 ranks. The README's other launch forms run the same
 search: `--no-python` with the console script, and two launchers joined by a c10d rendezvous (two
@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from autonn_nas.search.distributed import DEBUG_DIR_ENV
 from autonn_nas.search.runner import run_search
+from ddp_hooks import rank_digests
 from autonn_nas.search.settings import SearchSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,12 +75,12 @@ def architecture(run: Path) -> dict[str, str]:
 
 
 def digests(debug: Path, world_size: int) -> list[dict]:
-    """Each rank's digest of its weights and logits after supernet training (AUTONN_NAS_DDP_DEBUG_DIR)."""
+    """Each rank's digest of its weights and logits after supernet training (tests/ddp_hooks/rank_digests.py)."""
     return [json.loads((debug / f"rank{r}_of{world_size}.json").read_text()) for r in range(world_size)]
 
 
 def launch_env(debug: Path) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", DEBUG_DIR_ENV: str(debug)}
+    return rank_digests.launch_env(debug, {**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def one_machine(processes: int) -> list[str]:
@@ -130,8 +130,7 @@ def one_process(tmp_path_factory) -> Run:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv(DEBUG_DIR_ENV, str(debug))
+        with rank_digests.digests_written_to(debug):
             run_search(SearchSettings(**ARGS, out=str(out)))
     finally:
         torch.set_num_threads(threads)

@@ -3,7 +3,7 @@
 A 2-process spos search (supernet training, then scoring) is compared with a single process that resumes
 from the 2-process checkpoint and scores with the same weights: the same candidates, the same scores (the
 ranks load whole batches and recalibrate BN as one process does; only summation order may differ, so
-1e-4 relative), the same choice, and each rank scored about half of them (AUTONN_NAS_DDP_DEBUG_DIR).
+1e-4 relative), the same choice, and each rank scored about half of them (tests/ddp_hooks/rank_digests.py).
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import sys
 import pytest
 import torch
 
-from autonn_nas.search.distributed import DEBUG_DIR_ENV
 from autonn_nas.search.runner import run_search
 from autonn_nas.search.settings import SearchSettings
+from ddp_hooks import rank_digests
 from test_search_ddp import ARGS, CLI, ROOT, free_port
 
 EVALUATIONS = 6  # evolution: a population of 4, then one generation of 2 -> batches of 4 and 2
@@ -30,9 +30,9 @@ def scored(out) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-def test_two_ranks_split_spos_scoring_and_agree_with_one_process(tmp_path, monkeypatch):
+def test_two_ranks_split_spos_scoring_and_agree_with_one_process(tmp_path):
     debug2, debug1, out2, out1 = tmp_path / "debug2", tmp_path / "debug1", tmp_path / "ddp", tmp_path / "single"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", DEBUG_DIR_ENV: str(debug2)}
+    env = rank_digests.launch_env(debug2, {**os.environ, "OMP_NUM_THREADS": "1"})
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
                "--master-port", str(free_port()), "-m", "autonn_nas", "search", *SPOS_CLI, "--out", str(out2)]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -50,8 +50,8 @@ def test_two_ranks_split_spos_scoring_and_agree_with_one_process(tmp_path, monke
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        monkeypatch.setenv(DEBUG_DIR_ENV, str(debug1))
-        single = run_search(SearchSettings(**{**ARGS, "strategy": "spos", "out": str(out1), "resume": True}))
+        with rank_digests.digests_written_to(debug1):
+            single = run_search(SearchSettings(**{**ARGS, "strategy": "spos", "out": str(out1), "resume": True}))
     finally:
         torch.set_num_threads(threads)
     assert len(json.loads((debug1 / "rank0_of1_scored.json").read_text())) == EVALUATIONS

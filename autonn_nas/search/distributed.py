@@ -30,17 +30,14 @@ Decisions (see README "Many GPUs and machines"):
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-DEBUG_DIR_ENV = "AUTONN_NAS_DDP_DEBUG_DIR"  # when set, each rank writes there a digest of its final state and what it scored (tests)
 TIMEOUT = datetime.timedelta(hours=2)  # rank 0 evaluates the derived and the base architecture alone while the others wait
 
 
@@ -153,34 +150,3 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True,
     )
-
-
-def state_digest(model: nn.Module, alpha: torch.Tensor | None) -> dict[str, str]:
-    def digest(tensors: list[torch.Tensor]) -> str:
-        h = hashlib.sha256()
-        for t in tensors:
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
-
-    state = model.state_dict()
-    return {"weights": digest([state[k] for k in sorted(state)]), "alpha": digest([alpha]) if alpha is not None else ""}
-
-
-def _dump_debug(context: DistContext, suffix: str, content: Any) -> None:
-    directory = os.environ.get(DEBUG_DIR_ENV)
-    if directory:
-        from autonn_nas.utils.files import atomic_write_json
-
-        atomic_write_json(Path(directory) / f"rank{context.rank}_of{context.world_size}{suffix}.json", content)
-
-
-def dump_debug_state(context: DistContext, model: nn.Module, alpha: torch.Tensor | None) -> None:
-    """Tests: each rank's digest of its weights and logits after supernet training, plus the logits."""
-    if os.environ.get(DEBUG_DIR_ENV):
-        _dump_debug(context, "", {**state_digest(model, alpha), "world_size": context.world_size,
-                                  "alpha_values": alpha.detach().cpu().tolist() if alpha is not None else None})
-
-
-def dump_debug_scores(context: DistContext, scored: list[dict[str, Any]]) -> None:
-    """Tests: the candidates this rank scored itself so far, with their scores."""
-    _dump_debug(context, "_scored", scored)

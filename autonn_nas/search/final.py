@@ -128,7 +128,6 @@ class Evaluator:
         self.scored_count += len(archs)
         mine = {i: self.holdout_score(arch) for i, arch in enumerate(archs) if i % context.world_size == context.rank}
         self.scored += [{"architecture": archs[i].to_dict(), "key": list(key), **details} for i, (key, details) in mine.items()]
-        distributed.dump_debug_scores(context, self.scored)
         if not context.enabled:
             return [mine[i] for i in range(len(archs))]
         scores: dict[int, tuple[tuple, dict[str, Any]]] = {}

@@ -373,7 +373,6 @@ class SearchRun:
                 atomic_write_json(self.out / "history.json", self.history)
                 events.emit(self.on_event, events.EPOCH_SUMMARY, row)
         self.seconds["total_before_final"] = time.perf_counter() - started
-        distributed.dump_debug_state(self.dist, self.model, self.strategy.alpha)
         if not self.dist.enabled:
             self._use_ema_weights()
             result, self.seconds = final.finish(self.trained(), started)
