@@ -11,7 +11,8 @@ from autonn_nas.train.confusion import CONF_THRES, IOU_THRES, confusion_matrix
 from autonn_nas.train.metrics import RECALL_GRID, match_detections, pr_curve
 from autonn_nas.utils.plots import pyplot, save_figure
 
-NAMED_CLASSES_MAX = 30  # more classes than this: the legend and the matrix's ticks would be unreadable
+NAMED_CLASSES_MAX = 30  # more classes than this: the PR curve's legend would be unreadable (grey lines instead)
+TICKED_CLASSES_MAX = 100  # the confusion matrix names its rows and columns up to this many classes
 
 
 def write_val_plots(folder: str | Path, ground_truth: dict[str, Any], results: Sequence[dict[str, Any]]) -> dict[str, Path]:
@@ -50,10 +51,10 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: Path) 
     image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046)
     labels = [*names, "background"]
-    if len(labels) <= NAMED_CLASSES_MAX + 1:
-        ticks = np.arange(len(labels))
-        ax.set_xticks(ticks, labels, rotation=90, fontsize="small")
-        ax.set_yticks(ticks, labels, fontsize="small")
+    if len(labels) <= TICKED_CLASSES_MAX + 1:  # COCO's 80 names still read at this size
+        ticks, font = np.arange(len(labels)), "small" if len(labels) <= NAMED_CLASSES_MAX + 1 else 6
+        ax.set_xticks(ticks, labels, rotation=90, fontsize=font)
+        ax.set_yticks(ticks, labels, fontsize=font)
         if len(labels) <= 12:
             for (row, col), count in np.ndenumerate(matrix):
                 if count:
