@@ -28,11 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_folder(parser, "predict")
 
 
-def previous_predictions(out: Path) -> list[str]:
+def previous_predictions(out: Path, sources: list[Path]) -> list[str]:
     """What an earlier predict run left in `out`: labels/ (one file per image it read), the drawn picture of each of
-    those images, predictions.json."""
+    those images, predictions.json. An image this run reads is never among them (--out pointing at the images)."""
     stems = [label.stem for label in (out / "labels").glob("*.txt")]
-    return ["labels", "predictions.json", *[f"{stem}.jpg" for stem in stems]]
+    reading = {source.resolve() for source in sources}
+    pictures = [f"{stem}.jpg" for stem in stems if (out / f"{stem}.jpg").resolve() not in reading]
+    return ["labels", "predictions.json", *pictures]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.weights} was exported for {predictor.img_size} px only (export with --dynamic for other sizes); "
                          f"use --img {predictor.img_size}")
     out = run_folder(args)
-    removed = clear_previous_run(out, previous_predictions(out))
+    removed = clear_previous_run(out, previous_predictions(out, [Path(f) for f in files]))
     if removed:
         print(reuse_note(out, removed))
     labels_dir = out / "labels"

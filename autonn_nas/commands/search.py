@@ -47,6 +47,8 @@ def settings_from_args(args: argparse.Namespace) -> SearchSettings:
     names = set(SearchSettings.field_names())
     values = {k: v for k, v in vars(args).items() if k in names and k != "out"}
     values["hyp"] = load_hyp_overrides(args.hyp) or None
+    # under torchrun every rank picks the folder before any rank can create it (that happens after the ranks meet
+    # in SearchRun), so all ranks pick the same one
     values["out"] = str(run_folder(args, resume=args.resume))
     return SearchSettings.from_mapping(values, source="")
 

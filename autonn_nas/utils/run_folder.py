@@ -28,17 +28,19 @@ def latest_run_folder(project: str | Path, marker: str = "last.pt") -> Path | No
 
 def clear_previous_run(out: str | Path, artefacts: Iterable[str]) -> list[str]:
     """Remove what a previous run of the same kind left in `out`: the files and folders named in `artefacts`
-    (names or glob patterns relative to `out`). Anything else in the folder is left alone. Returns the
-    names removed, sorted, for the caller to say."""
+    (names relative to `out`). Anything else in the folder is left alone. Returns the names removed, sorted,
+    for the caller to say."""
     out = Path(out)
     removed = set()
-    for pattern in artefacts:
-        for path in out.glob(pattern):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-            removed.add(str(path.relative_to(out)))
+    for name in artefacts:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.add(name)
     return sorted(removed)
 
 
