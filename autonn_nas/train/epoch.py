@@ -19,8 +19,9 @@ from autonn_nas.utils.progress import progress as progress_bar
 MAX_GRAD_NORM = 10.0  # clip: one bad batch early in training must not wreck the weights
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+class TrainingDiverged(RuntimeError, ValueError):
+    """The loss became NaN or infinite. Also a ValueError: the user's to fix (lr0, the labels), so the CLI and the
+    stage say it in one line with what to change, as any input error."""
 
 
 @dataclass
