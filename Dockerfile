@@ -25,11 +25,12 @@ WORKDIR /app
 # Dependencies first, from pyproject.toml alone, so a change to the source does not reinstall them (layer
 # cache). The base image brings CUDA and the pinned torch/torchvision; the build fails if pip would replace
 # them (a CPU wheel or another CUDA build). The export extra (onnx/onnxruntime) is for bestmodel.onnx.
-COPY pyproject.toml ./
-# DL3013 (pin versions): the versions come from pyproject.toml, read here.
+# constraints.txt: the versions the tests ran with (torch's CUDA runtime excepted: the base image's).
+COPY pyproject.toml constraints.txt ./
+# DL3013 (pin versions): the versions come from pyproject.toml and constraints.txt, read here.
 # hadolint ignore=DL3013
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['export']))" > /tmp/requirements.txt \
-    && python -m pip install -r /tmp/requirements.txt \
+    && python -m pip install -c constraints.txt -r /tmp/requirements.txt \
     && python -c "import torch, torchvision; assert torch.__version__.startswith('2.14.1'), torch.__version__; assert torchvision.__version__.startswith('0.29.1'), torchvision.__version__" \
     && mkdir -p /shared
 

@@ -9,11 +9,12 @@ BIN := $(VENV)/bin
 
 install: $(VENV)/.installed
 
-# Re-installs when pyproject.toml changes; torch/torchvision come from pip's local cache when present.
-$(VENV)/.installed: pyproject.toml
+# Re-installs when pyproject.toml or constraints.txt changes; torch/torchvision come from pip's local cache when
+# present. constraints.txt holds the versions the tests ran with, so a fresh install gets the same.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 demo: install

@@ -57,10 +57,28 @@ def test_dict_names_and_nc_from_names(tmp_path):
     assert config.names == ["cat", "dog", "cow"] and config.nc == 3
 
 
-def test_nc_without_names(tmp_path):
+def test_nc_without_names_invents_names_and_says_so_once(tmp_path, caplog):
     make_split(tmp_path, "train", 1)
-    config = load_dataset_config(write_yaml(tmp_path / "d.yaml", {"train": "images/train", "val": "images/train", "nc": 3}))
+    yaml_path = write_yaml(tmp_path / "d.yaml", {"train": "images/train", "val": "images/train", "nc": 3})
+    with caplog.at_level("WARNING", logger="autonn_nas"):
+        config = load_dataset_config(yaml_path)
+        load_dataset_config(yaml_path)  # a run reads its dataset.yaml more than once
     assert config.names == ["class0", "class1", "class2"]
+    said = [r.getMessage() for r in caplog.records if "no 'names'" in r.getMessage()]
+    assert len(said) == 1 and "class0..class2" in said[0] and str(yaml_path.resolve()) in said[0]
+
+
+def test_a_misspelt_key_is_named_with_the_key_it_is_closest_to(tmp_path, caplog):
+    make_split(tmp_path, "train", 1)
+    yaml_path = write_yaml(tmp_path / "typo.yaml", {"train": "images/train", "val": "images/train", "nc": 2, "nmaes": ["a", "b"],
+                                                    "vall": "x", "flavour": 1, "download": "https://example.org/d.zip"})
+    with caplog.at_level("WARNING", logger="autonn_nas"):
+        load_dataset_config(yaml_path)
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "unknown key 'nmaes' is ignored; did you mean 'names'?" in said
+    assert "unknown key 'vall' is ignored; did you mean 'val'?" in said
+    assert "unknown key 'flavour' is ignored; known keys: path, train, val, test, nc, names" in said
+    assert "download" not in said  # other tools' keys are not typos
 
 
 def test_image_extensions_case_insensitive(tmp_path):

@@ -1,4 +1,6 @@
 """Derivation: searchable rows -> concrete rows, and supernet weights -> derived model."""
+import json
+
 import pytest
 import torch
 import yaml
@@ -107,6 +109,24 @@ def test_derive_cli(tmp_path, capsys):
     bad.write_text(ARCHITECTURES["base"].replace(m_16="k9_relu").to_json())
     assert main(["derive", SEARCH, str(bad), "-o", str(tmp_path / "x.yaml")]) == 2
     assert "valid candidates" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()
+
+
+def test_derive_takes_the_sizes_from_a_search_record_or_the_options(tmp_path, capsys):
+    arch = ARCHITECTURES["mixed"]
+    plain = arch.save(tmp_path / "plain.json")
+    assert main(["derive", SEARCH, str(plain), "-o", str(tmp_path / "options.yaml"), "--nc", "3", "--width", "0.25", "--depth", "0.33"]) == 0
+    cfg = yaml.safe_load((tmp_path / "options.yaml").read_text())
+    assert (cfg["nc"], cfg["width_multiple"], cfg["depth_multiple"]) == (3, 0.25, 0.33)
+    run = tmp_path / "run"  # a search's folder: arch.json records the sizes the search built with
+    run.mkdir()
+    (run / "arch.json").write_text(json.dumps({"architecture": arch.to_dict(), "model": {"nc": 5, "width_multiple": 0.5, "depth_multiple": 0.67}}))
+    assert main(["derive", SEARCH, str(run), "-o", str(tmp_path / "record.yaml")]) == 0
+    cfg = yaml.safe_load((tmp_path / "record.yaml").read_text())
+    assert (cfg["nc"], cfg["width_multiple"], cfg["depth_multiple"]) == (5, 0.5, 0.67)
+    assert f"from {run / 'arch.json'}" in capsys.readouterr().out
+    assert main(["derive", SEARCH, str(run / "arch.json"), "-o", str(tmp_path / "wider.yaml"), "--width", "1.0"]) == 0  # options win
+    assert yaml.safe_load((tmp_path / "wider.yaml").read_text())["width_multiple"] == 1.0
+    assert main(["derive", SEARCH, str(run), "-o", str(tmp_path / "bad.yaml"), "--nc", "0"]) == 2
 
 
 def test_inherit_base_weights_warm_starts_every_candidate():

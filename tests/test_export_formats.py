@@ -137,7 +137,7 @@ def test_half_needs_cuda(weights, capsys):
 
 def test_wrong_img_size_and_supernet_are_user_errors(weights, tmp_path, capsys):
     assert main(["export", "--weights", str(weights), "--format", "onnx", "--img", "100", "--device", "cpu"]) == 2
-    assert "multiple of the model's largest stride 32" in capsys.readouterr().err
+    assert "multiple of 32 (the largest stride), got 100; use 96 or 128" in capsys.readouterr().err
     supernet = build_model("yolov4-p5-search.yaml", nc=80, width=0.125, depth=0.33)
     path = atomic_torch_save(tmp_path / "last.pt", {"model_yaml": supernet.yaml, "state_dict": supernet.state_dict(), "nc": 80})
     assert main(["export", "--weights", str(path), "--format", "torchscript", "--device", "cpu"]) == 2

@@ -75,6 +75,27 @@ def test_drawing_puts_class_coloured_boxes_where_the_detections_are():
     assert (drawn[60:80, 50:120] == 255).any()  # the white label text above the box
 
 
+@pytest.mark.parametrize("box", [(0, 0, 120, 60), (285, 2, 299, 60)], ids=["top-left", "top-right"])
+def test_a_label_at_the_image_edge_stays_whole_inside_the_image(box):
+    image = np.full((200, 300, 3), 40, dtype=np.uint8)
+
+    def text_pixels(detection: list) -> int:  # neither background nor the class colour of the box and label patch
+        drawn = np.asarray(draw_detections(image, np.array([detection]), NAMES))
+        return int((np.any(drawn != 40, axis=-1) & np.any(drawn != class_color(16), axis=-1)).sum())
+
+    # the same label drawn in the middle of the image, where nothing can clip it, has as many text pixels
+    assert text_pixels([*box, 0.87, 16]) == text_pixels([100, 100, 200, 150, 0.87, 16]) > 0
+
+
+def test_label_origin_keeps_the_label_inside_the_image():
+    from autonn_nas.export.draw import label_origin
+
+    assert label_origin((50, 80), (60, 14), (300, 200)) == (50, 66)  # above the box when there is room
+    assert label_origin((50, 5), (60, 14), (300, 200)) == (50, 5)  # inside the box at the top edge
+    assert label_origin((280, 5), (60, 14), (300, 200)) == (240, 5)  # pushed in from the right edge
+    assert label_origin((10, 195), (60, 14), (300, 200)) == (10, 181)  # and from the bottom (an image-high label row)
+
+
 @pytest.fixture(scope="module")
 def weights_by_format(tmp_path_factory):
     folder = tmp_path_factory.mktemp("predict")

@@ -226,13 +226,27 @@ def test_cuda_out_of_memory_halves_the_batch_and_the_search_goes_on(tmp_path, mo
 
 def test_cli_search_and_its_errors(tmp_path, capsys):
     out = tmp_path / "run"
+    out.mkdir()
+    for stale in ("spos_evaluated.json", "search.log", "notes.txt"):  # an earlier spos run's files, and the user's own
+        (out / stale).write_text("EARLIER RUN")
     args = ["search", "--data", str(DATA), "--epochs", "1", "--img", "64", "--batch", "8", "--width", "0.125", "--depth", "0.33",
             "--workers", "0", "--device", "cpu", "--out", str(out), "--strategy", "proxyless", "--lightweight-level", "10", "--no-progress"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "architecture: m_16=" in printed and "x base" in printed
+    # a reused folder never mixes two runs: the earlier run's files are gone (and that is said), the user's stay
+    log_text = (out / "search.log").read_text()
+    assert not (out / "spos_evaluated.json").exists() and "EARLIER RUN" not in log_text and "held an earlier run" in log_text
+    assert (out / "notes.txt").read_text() == "EARLIER RUN"
+    # the record says the sizes, and derive builds the very model the search shipped from it
+    assert json.loads((out / "arch.json").read_text())["model"] == {"nc": 80, "width_multiple": 0.125, "depth_multiple": 0.33}
+    assert main(["derive", "yolov4-p5-search.yaml", str(out), "-o", str(tmp_path / "again.yaml")]) == 0
+    strip = lambda path: [line for line in path.read_text().splitlines() if not line.startswith("#")]  # noqa: E731
+    assert strip(tmp_path / "again.yaml") == strip(out / "neck_nas_model.yaml")
     report = json.loads((out / "report.json").read_text())
     assert report["budget"]["lightweight_level"] == 10 and report["derived"]["cost"] <= report["base"]["cost"]
+    assert main(["search", "--out", str(out), "--resume", "--device", "cpu", "--no-progress", "--epochs", "5"]) == 0  # a finished run: derives again
+    assert "ignored: epochs=5 (the run has 1)" in (out / "search.log").read_text()
     assert main(args + ["--budget", "0.5"]) == 2
     assert "use a budget of at least 1.0000" in capsys.readouterr().err
     assert main(["search", "--data", str(tmp_path / "missing.yaml"), "--out", str(out), "--device", "cpu"]) == 2
@@ -240,14 +254,13 @@ def test_cli_search_and_its_errors(tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().err
     assert main(["search", "--out", str(out), "--device", "cpu"]) == 2
     assert "no dataset given" in capsys.readouterr().err
-    assert main(["search", "--out", str(out), "--resume", "--device", "cpu", "--no-progress"]) == 0  # a finished run: derives again
 
 
 def test_cli_val_reads_a_derived_model_at_its_search_size(searches, tmp_path, capsys):
     result, _ = searches["proxyless"]
     predictions = tmp_path / "predictions.json"
     args = ["val", "--data", str(DATA), "--weights", str(result.weights), "--device", "cpu", "--workers", "0",
-            "--save-json", str(predictions)]
+            "--save-json", str(predictions), "--project", str(tmp_path / "val")]
     assert main(args) == 0
     assert f"at {TINY['img_size']} px" in capsys.readouterr().out  # bestmodel.pt keeps its size at the top level
     rows = json.loads(predictions.read_text())

@@ -46,13 +46,13 @@ def _assert_png(path, min_bytes: int = 10_000) -> Image.Image:
 def _capture_figure(monkeypatch) -> list:
     """Keep the figure each plot saves, to check what is drawn rather than only that a PNG exists."""
     figures = []
-    real_save = report_module._save
+    real_save = report_module.save_figure
 
-    def save(plt, fig, path):
+    def save(fig, path, *args, **kwargs):
         figures.append(fig)
-        return real_save(plt, fig, path)
+        return real_save(fig, path, *args, **kwargs)
 
-    monkeypatch.setattr(report_module, "_save", save)
+    monkeypatch.setattr(report_module, "save_figure", save)
     return figures
 
 

@@ -19,7 +19,8 @@ def test_results_rows_are_replaced_from_the_resumed_epoch_and_plotted(tmp_path):
     write_results_row(csv_path, {"epoch": 1, "box_loss": 0.5})  # resumed after epoch 0: epochs 1, 2 are rewritten
     rows = read_results(csv_path)
     assert [int(r["epoch"]) for r in rows] == [0, 1] and float(rows[1]["box_loss"]) == 0.5
-    assert list(rows[0]) == ["epoch", "box_loss", "obj_loss", "cls_loss", "precision", "recall", "map50", "map50_95", "lr0", "lr1", "lr2"]
+    assert list(rows[0]) == ["epoch", "box_loss", "obj_loss", "cls_loss", "precision", "recall", "map50", "map50_95",
+                             "val_box_loss", "val_obj_loss", "val_cls_loss", "lr0", "lr1", "lr2"]
     png = plot_results(csv_path, tmp_path / "results.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_results(tmp_path / "none.csv", tmp_path / "none.png") is None

@@ -57,8 +57,11 @@ def test_training_writes_its_outputs_and_resume_matches_an_uninterrupted_run(tmp
         assert (full / name).is_file(), name
     with (full / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [r["epoch"] for r in rows] == ["0", "1"] and all(r["map50"] != "" for r in rows)
+    assert [r["epoch"] for r in rows] == ["1", "2"] and all(r["map50"] != "" for r in rows)
+    assert all(float(r["val_box_loss"]) > 0 and float(r["val_obj_loss"]) > 0 for r in rows)  # the eval pass's own losses
     assert summary["epochs"] == 2 and 0.0 <= summary["final"]["map50"] <= 1.0
+    # the best epoch is counted from 1 in the summary as in the log
+    assert summary["best_epoch"] in (1, 2) and f"best epoch {summary['best_epoch']} " in (full / "train.log").read_text()
 
     # the interrupted run: the same 2-epoch settings, stopped right after last.pt of epoch 1 is written
     real_save = trainer_module.save_checkpoint
@@ -81,19 +84,35 @@ def test_training_writes_its_outputs_and_resume_matches_an_uninterrupted_run(tmp
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), f"{key}.{name} differs after resume"
 
+    # --resume with --epochs: a new total is honoured (and said); one that leaves nothing to train is refused
+    with pytest.raises(ValueError, match="has trained 2 epoch"):
+        run_training(TrainSettings(out=str(tmp_path / "resumed"), resume=True, epochs=1, device="cpu", workers=0, progress=False))
+    longer = run_training(TrainSettings(out=str(tmp_path / "resumed"), resume=True, epochs=3, device="cpu", workers=0, progress=False))
+    assert longer["epochs"] == 3 and load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 2
+    assert "resuming with 3 epochs in all instead of the 2 planned" in (tmp_path / "resumed" / "train.log").read_text()
+
 
 def test_checkpoint_rebuilds_the_model_and_val_command_prints_metrics(tmp_path, capsys):
     settings = _tiny(tmp_path, "run", epochs=1)
+    (tmp_path / "run").mkdir()
+    for stale in ("train.log", "summary.json", "notes.txt"):  # an earlier run's files in a reused folder, and the user's own
+        (tmp_path / "run" / stale).write_text("EARLIER RUN")
     run_training(settings)
+    assert "EARLIER RUN" not in (tmp_path / "run" / "train.log").read_text() and not (tmp_path / "run" / "summary.json").exists()
+    assert (tmp_path / "run" / "notes.txt").read_text() == "EARLIER RUN"
     checkpoint = load_checkpoint(tmp_path / "run" / "best.pt")
     assert set(checkpoint) >= {"model_yaml", "state_dict", "epoch", "best_fitness", "settings", "names"}
     assert "optimizer" not in checkpoint
     model = model_from_checkpoint(checkpoint)
     assert model.nc == 80 and not model.training
     capsys.readouterr()
-    assert cli_main(["val", "--data", settings.data, "--weights", str(tmp_path / "run" / "best.pt"), "--device", "cpu", "--workers", "0", "--batch", "2"]) == 0
+    assert cli_main(["val", "--data", settings.data, "--weights", str(tmp_path / "run" / "best.pt"), "--device", "cpu", "--workers", "0",
+                     "--batch", "2", "--project", str(tmp_path / "val")]) == 0
     out = capsys.readouterr().out
     assert "mAP50-95" in out and "speed per image at 64 px" in out
+    # the val run folder: the metrics and the pictures Ultralytics users look at
+    for name in ("metrics.json", "PR_curve.png", "confusion_matrix.png"):
+        assert (tmp_path / "val" / "exp" / name).stat().st_size > 0, name
     assert cli_main(["train", "--out", str(tmp_path / "nodata")]) == 2  # a user error: a message, no traceback
     assert "--data is required" in capsys.readouterr().err
 

@@ -35,7 +35,7 @@ def _parse_settings(pairs: list[str]) -> dict:
     for pair in pairs:
         key, equals, value = pair.partition("=")
         if not equals or not key.strip():
-            raise SystemExit(f"autonn-nas demo: --set expects KEY=VALUE, got {pair!r}")
+            raise ValueError(f"--set expects KEY=VALUE (e.g. --set epochs=1), got {pair!r}")
         settings[key.strip()] = yaml.safe_load(value)
     return settings
 
@@ -56,6 +56,7 @@ def _progress_line(detail: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    overrides = _parse_settings(args.settings)  # a typo ends here, before any process starts
     shared = args.shared_dir.resolve()
     if shared.exists():
         shutil.rmtree(shared)
@@ -75,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"could not create the demo project: {body}")
             return 1
         project_dir = shared / "common" / DEMO_USER / DEMO_PROJECT
-        overrides = _parse_settings(args.settings)
         if overrides:
             (project_dir / SETTINGS_FILE).write_text(yaml.safe_dump(overrides))
         code, word = http_get(f"{stub_url}/stage/start?{query}")

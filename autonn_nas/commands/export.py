@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from autonn_nas.commands.options import add_img_size
+from autonn_nas.export.formats import FORMATS, LAYOUTS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from autonn_nas.export.exporter import FORMATS, LAYOUTS
-
     parser.add_argument("--weights", required=True, help="checkpoint of a derived or trained model (bestmodel.pt, best.pt)")
     parser.add_argument("--format", required=True, choices=list(FORMATS), help="onnx (TensorRT, tflite, TVM, ...) or torchscript (libtorch)")
-    parser.add_argument("--img", type=int, default=None, help="input size, a multiple of 32 (default: the size the weights were searched/trained at, else 640)")
+    add_img_size(parser, "input size, a multiple of 32 (default: the size the weights were searched/trained at, else 640)")
     parser.add_argument("--half", action="store_true", help="fp16 model (needs CUDA)")
     parser.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (ONNX); TorchScript traces are shape-generic anyway")
     parser.add_argument("-o", "--out", default=None, help="output file (default: next to the weights, bestmodel.onnx / bestmodel.torchscript)")

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from autonn_nas.commands.options import add_img_size, add_run_folder, run_folder
 from autonn_nas.search.settings import ARCH_WARMUPS, COST_MEASURES, LATENCY_DEVICES, STRATEGIES, SearchSettings
 from autonn_nas.train.hyp import load_hyp_overrides
 
@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg", default=d.cfg, help=f"search YAML with MBottleneckCSP2 rows (default {d.cfg})")
     parser.add_argument("--strategy", choices=STRATEGIES, default=d.strategy, help=f"search strategy (default {d.strategy})")
     parser.add_argument("--epochs", type=int, help="supernet training epochs (default: 3 on CPU, 50 on CUDA)")
-    parser.add_argument("--img", "--img-size", dest="img_size", type=int, help="image size, a multiple of 32 (default: 256 on CPU, 640 on CUDA)")
+    add_img_size(parser, "image size, a multiple of 32 (default: 256 on CPU, 640 on CUDA)", dest="img_size")
     parser.add_argument("--batch", "--batch-size", dest="batch_size", type=int, help="global batch size (default: 8 on CPU; on CUDA 16 per GPU, halved on out-of-memory in a single process)")
     parser.add_argument("--width", type=float, help="width_multiple (default: 0.25 on CPU, the YAML's on CUDA)")
     parser.add_argument("--depth", type=float, help="depth_multiple (default: 0.33 on CPU, the YAML's on CUDA)")
@@ -30,22 +30,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or N (default auto)")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--workers", type=int, help="data loader workers (default 2 on CPU, 8 on CUDA)")
-    parser.add_argument("--out", default=d.out, help=f"run folder (default {d.out})")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    parser.add_argument("--resume", action="store_true", help="continue a run from its last.pt: the one in --out (or "
+                        "--project/--name), else the newest under --project")
     parser.add_argument("--weights", help="warm start: a Scaled-YOLOv4-layout state_dict of the base model, or a search's bestmodel.pt")
     parser.add_argument("--hyp", help="YAML of training hyperparameter overrides (keys of DEFAULT_HYP, e.g. lr0: 0.001)")
     parser.add_argument("--teacher", help="a checkpoint (bestmodel.pt, best.pt) whose head outputs the search matches instead of the labels (distillation)")
     parser.add_argument("--arch-warmup", choices=ARCH_WARMUPS, default=d.arch_warmup,
                         help="when architecture steps start: fraction (25%% of the run) or prior_art (max(3 epochs, 1000 "
                              "iterations), TANGO's earlier schedule, for comparison only)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars (there are none "
+                        "when stderr is not a terminal: a line per phase instead)")
+    add_run_folder(parser, "search", resumable=True)
 
 
 def settings_from_args(args: argparse.Namespace) -> SearchSettings:
     names = set(SearchSettings.field_names())
-    values = {k: v for k, v in vars(args).items() if k in names}
+    values = {k: v for k, v in vars(args).items() if k in names and k != "out"}
     values["hyp"] = load_hyp_overrides(args.hyp) or None
-    return SearchSettings.from_mapping(values, source="autonn-nas search")
+    # under torchrun every rank picks the folder before any rank can create it (that happens after the ranks meet
+    # in SearchRun), so all ranks pick the same one
+    values["out"] = str(run_folder(args, resume=args.resume))
+    return SearchSettings.from_mapping(values, source="")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,11 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from autonn_nas.search.distributed import is_main_process
     from autonn_nas.search.runner import run_search
 
-    try:
-        result = run_search(settings_from_args(args))
-    except ValueError as exc:
-        print(f"autonn-nas search: {exc}", file=sys.stderr)
-        return 2
+    result = run_search(settings_from_args(args))
     if not is_main_process():  # under torchrun the result is printed once, by rank 0
         return 0
     m = result.metrics
@@ -67,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"decision: {decision['reason']}")
     print(f"cost: {m['cost']:.6g} {m['cost_measure']} = {m['cost_ratio']:.3f} x base (budget {m['budget']:.6g})")
     print(f"val mAP50 {m['map50']:.4f} mAP50-95 {m['map']:.4f} (base architecture: {m['base_map50']:.4f} / {m['base_map']:.4f})")
-    print(f"model YAML: {result.model_yaml}\nweights: {result.weights}\nreport: {result.report}")
+    print(f"model YAML: {result.model_yaml}\nweights: {result.weights}\nreport: {result.report}\nrun folder: {result.out_dir}")
     return 0

@@ -7,6 +7,7 @@ folder (YOLOv5's convention); other relative lines are relative to the dataset r
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ log = get_logger("data.config")
 # lower-case suffixes; matched case-insensitively so that IMG_01.JPG counts
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 SPLITS = ("train", "val")
+KNOWN_KEYS = ("path", "train", "val", "test", "nc", "names")  # test: YOLO's convention; nothing here reads it
+IGNORED_KEYS = ("download", "roboflow")  # what other tools put in their dataset.yaml files; not a typo, not used
+_said: set[str] = set()  # warnings already given in this process (a dataset.yaml is read several times per run)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
         raise DatasetError(f"dataset file not found: {yaml_path}")
     yaml_path = yaml_path.resolve()
     data = _read_yaml(yaml_path)
+    _warn_unknown_keys(data, yaml_path)
     root = _dataset_root(data, yaml_path)
     nc, names = _classes(data, yaml_path)
     splits = {}
@@ -75,6 +80,22 @@ def _read_yaml(yaml_path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DatasetError(f"{yaml_path}: expected a mapping with keys train, val, nc, names; got {type(data).__name__}")
     return data
+
+
+def _say_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        log.warning("%s", message)
+
+
+def _warn_unknown_keys(data: dict[str, Any], yaml_path: Path) -> None:
+    """A typo (nmaes:) would otherwise pass unnoticed: each unknown key is named, with the known key closest to it."""
+    for key in data:
+        if key in KNOWN_KEYS or key in IGNORED_KEYS:
+            continue
+        closest = difflib.get_close_matches(str(key), KNOWN_KEYS, n=1, cutoff=0.5)
+        hint = f"did you mean '{closest[0]}'?" if closest else f"known keys: {', '.join(KNOWN_KEYS)}"
+        _say_once(f"{yaml_path}: unknown key '{key}' is ignored; {hint}")
 
 
 def _dataset_root(data: dict[str, Any], yaml_path: Path) -> Path:
@@ -117,6 +138,8 @@ def _classes(data: dict[str, Any], yaml_path: Path) -> tuple[int, list[str]]:
     else:
         raise DatasetError(f"{yaml_path}: give 'names' (and optionally 'nc'), the class names of the dataset")
     if names is None:
+        _say_once(f"{yaml_path}: no 'names': the {nc} classes are called class0..class{nc - 1} in logs, reports and the "
+                  "weights; add names: [...] to name them")
         names = [f"class{i}" for i in range(nc)]
     if nc == 0:
         raise DatasetError(f"{yaml_path}: 'names' is empty; a detection dataset needs at least one class")

@@ -96,7 +96,8 @@ class YoloDataset(Dataset):
             skipped_rows=[s for r in records for s in r.skipped_rows],
             labels_without_image=labels_without_image(files) if _records is None else [],
         )
-        log.info("%s", self.report.format())
+        if _records is None:  # a view of scanned records (subset, without_augmentation) was reported with its source
+            log.info("%s", self.report.format())
         if not usable:
             raise DatasetError(f"{self.source}: no usable images among {len(records)} ({self.report.format()})")
         if self.report.boxes == 0:
@@ -116,12 +117,19 @@ class YoloDataset(Dataset):
 
     def subset(self, indices: Sequence[int]) -> "YoloDataset":
         """A dataset of some of these images (positions in image_files), with the same settings; no rescan."""
+        return self._view(list(indices), self.augment, self.mosaic, f"{self.source} (subset of {len(indices)})")
+
+    def without_augmentation(self) -> "YoloDataset":
+        """The same images served plainly (letterbox only), e.g. the training images for BN recalibration; no rescan,
+        nothing logged again, and the images kept in memory are shared."""
+        return self._view(list(range(len(self))), False, False, f"{self.source} (not augmented)")
+
+    def _view(self, indices: list[int], augment: bool, mosaic: bool, source: str) -> "YoloDataset":
         usable = [r for r in self._records if r.usable]
         chosen = [usable[i] for i in indices]
         part = YoloDataset(
-            [r.path for r in chosen], self.img_size, self.augment, self.hyp, self.mosaic, self.nc, self.names,
-            self.seed, cache_dir=self.cache_dir, source=f"{self.source} (subset of {len(chosen)})",
-            cache_images=False, _records=chosen,
+            [r.path for r in chosen], self.img_size, augment, self.hyp, mosaic, self.nc, self.names,
+            self.seed, cache_dir=self.cache_dir, source=source, cache_images=False, _records=chosen,
         )
         if self._images is not None:
             part._images = [self._images[i] for i in indices]

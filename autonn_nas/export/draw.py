@@ -30,8 +30,16 @@ def draw_detections(image_rgb: np.ndarray, detections: np.ndarray, names: Sequen
         draw.rectangle((x1, y1, x2, y2), outline=color, width=line)
         text = f"{name} {conf:.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        height = bottom - top + 2 * line
-        label_y = y1 - height if y1 - height >= 0 else y1  # above the box, or inside it at the image's top edge
-        draw.rectangle((x1, label_y, x1 + right - left + 2 * line, label_y + height), fill=color)
-        draw.text((x1 + line, label_y + line - top), text, fill=(255, 255, 255), font=font)
+        width, height = right - left + 2 * line, bottom - top + 2 * line
+        label_x, label_y = label_origin((x1, y1), (width, height), image.size)
+        draw.rectangle((label_x, label_y, label_x + width, label_y + height), fill=color)
+        draw.text((label_x + line, label_y + line - top), text, fill=(255, 255, 255), font=font)
     return image
+
+
+def label_origin(box_top_left: tuple[float, float], label_size: tuple[float, float], image_size: tuple[int, int]) -> tuple[float, float]:
+    """Where a box's label goes: on the box's top edge, above it; inside the box when there is no room above;
+    always wholly inside the image (a box at the right or bottom edge pushes its label in)."""
+    (x1, y1), (width, height), (image_w, image_h) = box_top_left, label_size, image_size
+    y = y1 - height if y1 - height >= 0 else y1
+    return max(0.0, min(x1, image_w - width)), max(0.0, min(y, image_h - height))

@@ -12,21 +12,15 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from autonn_nas.export.formats import FORMATS, LAYOUTS
 from autonn_nas.export.fuse import fuse_conv_bn
 from autonn_nas.export.verify import Agreement, compare
-from autonn_nas.models.choice import searchable_blocks
 from autonn_nas.models.yolo import Model
-from autonn_nas.train.checkpoint import checkpoint_img_size, load_checkpoint, model_from_checkpoint
+from autonn_nas.train.checkpoint import checkpoint_img_size, load_checkpoint, model_from_checkpoint, reject_supernet
 from autonn_nas.utils.device import select_device
 
-# format -> file suffix; the file goes next to the weights by default (bestmodel.pt -> bestmodel.onnx)
-FORMATS: dict[str, str] = {"onnx": ".onnx", "torchscript": ".torchscript"}
 SYNTHETIC_SEED = 0
 SYNTHETIC_IMAGES = 2
-# output layouts: yolov5 = (batch, anchors, 5 + nc): xywh px, objectness, class probabilities (ours);
-# yolov9 = (batch, 4 + nc, anchors): xywh px, class scores = objectness x class probability, which is what
-# TANGO's code_gen templates parse (they take the max class score as the confidence, as our NMS ranks boxes)
-LAYOUTS = ("yolov5", "yolov9")
 
 
 def to_layout(prediction: torch.Tensor, layout: str) -> torch.Tensor:
@@ -128,11 +122,8 @@ def _check_img_size(img_size: int, model: Model) -> None:
 
 def load_model_for_export(weights: str | Path, device: torch.device) -> tuple[Model, dict[str, Any]]:
     checkpoint = load_checkpoint(weights)
-    model = model_from_checkpoint(checkpoint, device)
-    if searchable_blocks(model):
-        raise ValueError(f"{weights} holds a supernet (searchable MBottleneckCSP2 blocks); export a derived model: "
-                         "the search's bestmodel.pt, or a checkpoint trained from neck_nas_model.yaml")
-    return model, checkpoint
+    reject_supernet(checkpoint, weights)
+    return model_from_checkpoint(checkpoint, device), checkpoint
 
 
 @torch.no_grad()

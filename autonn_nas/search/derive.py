@@ -13,8 +13,9 @@ bases) has no neck this search space fits: OtherFamilyError, and the stage searc
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -65,6 +66,32 @@ def derive_yaml(search_cfg: dict | str | Path, arch: Mapping[str, str]) -> dict:
         section, j = ("backbone", i) if i < n_backbone else ("head", i - n_backbone)
         cfg[section][j] = concrete
     return cfg
+
+
+# the sizes a search builds its supernet with (the YAML's own unless overridden), recorded in its arch.json
+SIZE_KEYS = ("nc", "width_multiple", "depth_multiple")
+
+
+def model_sizes(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """nc, width_multiple and depth_multiple of a model config (what arch.json records under 'model')."""
+    return {key: cfg[key] for key in SIZE_KEYS if key in cfg}
+
+
+def recorded_sizes(arch_file: str | Path) -> tuple[dict[str, Any], Path | None]:
+    """The sizes the search that wrote `arch_file` used, and the file they were read from: its 'model' entry, or
+    (an arch.json written before it had one) the derived neck_nas_model.yaml beside it. ({}, None) for a plain
+    architecture file, which records no sizes."""
+    arch_file = Path(arch_file)
+    try:
+        record = json.loads(arch_file.read_text())
+    except (OSError, ValueError):
+        return {}, None  # Architecture.load says what is wrong with the file
+    if isinstance(record, dict) and isinstance(record.get("model"), dict):
+        return model_sizes(record["model"]), arch_file
+    derived = arch_file.parent / "neck_nas_model.yaml"
+    if isinstance(record, dict) and "architecture" in record and derived.is_file():
+        return model_sizes(load_cfg(derived)), derived
+    return {}, None
 
 
 def _subnet_layers(supernet: Model, arch: Mapping[str, str]) -> nn.Module:

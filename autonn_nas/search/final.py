@@ -24,7 +24,7 @@ from autonn_nas.models.yolo import Model, cfg_to_yaml
 from autonn_nas.search import confirm, distributed, events
 from autonn_nas.search.arch import Architecture, base_architecture
 from autonn_nas.search.bn_recalibration import frozen_bn_statistics, recalibrate_bn
-from autonn_nas.search.derive import derive_yaml, subnet_state_dict
+from autonn_nas.search.derive import derive_yaml, model_sizes, subnet_state_dict
 from autonn_nas.search.distributed import DistContext
 from autonn_nas.search.events import EventFn
 from autonn_nas.search.file_log import FilesRead, RecordingLoader
@@ -36,6 +36,7 @@ from autonn_nas.train.epoch import images_to_input
 from autonn_nas.train.evaluate import evaluate
 from autonn_nas.utils.files import atomic_torch_save, atomic_write_json, atomic_write_text
 from autonn_nas.utils.log import get_logger
+from autonn_nas.utils.progress import progress
 
 if TYPE_CHECKING:  # types only: the values come from the runner
     from autonn_nas.search.cost import Budget, CostTable
@@ -106,6 +107,7 @@ class Evaluator:
         # what spos's evolution reads (search/strategies/base.Scorer)
         self.max_evaluations = s.evaluations or SPOS_EVALUATIONS.get(device.type, 200)
         self.seed = s.seed
+        self.progress = s.progress and dist.is_main  # bars on a terminal; log lines say each phase anyway
 
     def prepare(self, arch: Mapping[str, str]) -> None:
         set_architecture(self.model, arch)
@@ -126,7 +128,9 @@ class Evaluator:
         rank gets all the scores (and the files the others read), so the search goes on identically everywhere."""
         context = self.dist
         self.scored_count += len(archs)
-        mine = {i: self.holdout_score(arch) for i, arch in enumerate(archs) if i % context.world_size == context.rank}
+        mine = {i: self.holdout_score(arch) for i, arch in progress(list(enumerate(archs)), "scoring architectures",
+                                                                   enabled=self.progress, leave=False)
+                if i % context.world_size == context.rank}
         self.scored += [{"architecture": archs[i].to_dict(), "key": list(key), **details} for i, (key, details) in mine.items()]
         if not context.enabled:
             return [mine[i] for i in range(len(archs))]
@@ -150,11 +154,16 @@ class Evaluator:
         set_architecture(self.model, arch)
         return per_image_losses(self.model, self.confirm_loader, self.objective, self.device, batch_statistics=True)
 
-    def val_metrics(self, arch: Mapping[str, str]) -> dict[str, Any]:
+    def val_metrics(self, arch: Mapping[str, str], role: str = "") -> dict[str, Any]:
+        """P, R, mAP50, mAP50-95 of `arch` (the `role` it plays: searched, base, shipped) on the val split, logged."""
+        started = time.perf_counter()
         if self._val_truth is None:
             self._val_truth = coco_ground_truth_from_dataset(self.data.val, self.data.config.names)
         self.prepare(arch)
-        metrics = evaluate(self.model, self.val_loader, self.device, ground_truth=self._val_truth)
+        metrics = evaluate(self.model, self.val_loader, self.device, ground_truth=self._val_truth,
+                           description=f"val {role}".strip() if self.progress else None)
+        log.info("val of the %s architecture %s: mAP50 %.4f mAP50-95 %.4f (%d images, %.1f s with BN recalibration)",
+                 role or "given", Architecture(arch), metrics["map50"], metrics["map"], metrics["images"], time.perf_counter() - started)
         return {k: metrics[k] for k in ("precision", "recall", "map50", "map", "images")}
 
 
@@ -188,6 +197,7 @@ class TrainedSearch:
 
 def _choose(run: TrainedSearch, evaluator: Evaluator, seconds: dict[str, float]) -> Architecture:
     started = time.perf_counter()
+    log.info("supernet trained; %s derives the architecture within the budget", run.settings.strategy)
     arch = run.strategy.derive(evaluator)
     seconds["derivation"] = time.perf_counter() - started
     if evaluator.scored_count:
@@ -235,9 +245,9 @@ def finish(run: TrainedSearch, started: float) -> tuple[SearchResult | None, dic
     base = base_architecture(searched.labels)
     decision = _confirm(run, evaluator, searched, base, seconds)
     arch = searched if decision["shipped"] == "derived" else base
-    searched_val = evaluator.val_metrics(searched) if searched != arch else None
-    base_val = evaluator.val_metrics(base) if base != arch else None
-    derived_val = evaluator.val_metrics(arch)  # last: the supernet now holds the shipped path's recalibrated BN
+    searched_val = evaluator.val_metrics(searched, "searched") if searched != arch else None
+    base_val = evaluator.val_metrics(base, "base") if base != arch else None
+    derived_val = evaluator.val_metrics(arch, "shipped")  # last: the supernet now holds the shipped path's recalibrated BN
     base_val = derived_val if base_val is None else base_val
 
     derived_cfg = derive_yaml(run.model.yaml, arch)
@@ -258,6 +268,7 @@ def finish(run: TrainedSearch, started: float) -> tuple[SearchResult | None, dic
         "architecture": arch.to_dict(), "searched": searched.to_dict(), "shipped": decision["shipped"], "reason": decision["reason"],
         "strategy": s.strategy, "probabilities": probabilities,
         "cost": derived["cost"], "cost_measure": run.cost.measure, "budget": run.budget.to_dict(),
+        "model": model_sizes(run.model.yaml),  # what `autonn-nas derive` needs to build this model again
     })
     model_yaml = atomic_write_text(out / "neck_nas_model.yaml", f"# neck search ({s.strategy}) result: {arch} (the {decision['shipped']} architecture; see report.md)\n" + cfg_to_yaml(derived_cfg))
     weights = atomic_torch_save(out / "bestmodel.pt", {

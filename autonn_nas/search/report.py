@@ -3,13 +3,13 @@ block over the epochs; for spos, which has none, the held-out score against the 
 architecture, with the budget line)."""
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from autonn_nas.models.search_space import CANDIDATES
-from autonn_nas.utils.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from autonn_nas.utils.files import atomic_write_json, atomic_write_text
+from autonn_nas.utils.plots import pyplot, save_figure
 
 # One fixed colour per candidate, so a candidate looks the same in every block's panel and in the one
 # shared legend; 3x3 solid, 5x5 dashed, so the kernel size reads at a glance.
@@ -18,22 +18,6 @@ _COLOURS = dict(zip(CANDIDATES, ("tab:blue", "tab:orange", "tab:green", "tab:red
 
 def _style(name: str) -> dict[str, Any]:
     return {"color": _COLOURS.get(name, "gray"), "linestyle": "-" if name.startswith("k3") else "--"}
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: the search runs in containers without a display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(plt: Any, fig: Any, path: str | Path) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_alpha(history: Sequence[Mapping[str, Any]], path: str | Path, pick: Mapping[str, str] | None = None,
@@ -48,7 +32,7 @@ def plot_alpha(history: Sequence[Mapping[str, Any]], path: str | Path, pick: Map
     rows = [row for row in history if row.get("alpha")]
     if not rows:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     pick = dict(pick or {})
     labels = list(rows[0]["alpha"])
     xs = [row["epoch"] + 1 for row in rows]
@@ -86,7 +70,7 @@ def plot_alpha(history: Sequence[Mapping[str, Any]], path: str | Path, pick: Map
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
 def _score_key(records: Sequence[Mapping[str, Any]]) -> str:
@@ -107,7 +91,7 @@ def plot_spos_scores(evaluated: Sequence[Mapping[str, Any]], budget_limit: float
     records = [e for e in evaluated if key in e]
     if not records:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     # Costs relative to the base model read the same whatever the measure; without a base cost show raw cost.
     relative = bool(base_cost and base_cost > 0)
     scale = base_cost if relative else 1.0
@@ -134,7 +118,7 @@ def plot_spos_scores(evaluated: Sequence[Mapping[str, Any]], budget_limit: float
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

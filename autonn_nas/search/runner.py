@@ -7,7 +7,7 @@ derived and the base architecture, bestmodel.pt), reports.
 
 Outputs in settings.out: search.log, last.pt (resumable), history.json, files_read.json, arch.json,
 neck_nas_model.yaml, bestmodel.pt, report.json, report.md, alpha.png (spos: its score-vs-cost scatter),
-cost_table.json.
+cost_table.json (RUN_ARTEFACTS); a fresh search into a folder that holds them removes them first.
 """
 from __future__ import annotations
 
@@ -41,12 +41,14 @@ from autonn_nas.train.ema import ModelEMA
 from autonn_nas.train.hyp import merge_hyp
 from autonn_nas.train.loss import DetectionLoss, scaled_loss_gains
 from autonn_nas.train.optim import NOMINAL_BATCH, reserve_optimizer_state
+from autonn_nas.train.resume import ignored_on_resume
 from autonn_nas.train.schedule import WarmupCosineSchedule
 from autonn_nas.train.state import TrainingState
 from autonn_nas.train.trainer import loader_generators, set_data_epoch
 from autonn_nas.utils.device import latency_device, select_device
 from autonn_nas.utils.files import atomic_write_json
 from autonn_nas.utils.log import get_logger, log_to_file, quieter
+from autonn_nas.utils.run_folder import clear_previous_run, reuse_note
 from autonn_nas.utils.seed import seed_everything
 
 log = get_logger("search")
@@ -54,6 +56,10 @@ log = get_logger("search")
 # what a resumed run may change; everything else comes from the checkpoint so the run stays the same
 PROBE_HEADROOM = 0.10  # share of the memory it may use that the batch-size probe leaves free
 RESUME_OVERRIDABLE = ("device", "workers", "out", "resume", "progress", "nproc")
+# what a search writes into its folder (strategies' files included); a fresh search removes them from a reused
+# folder first, so two runs never mix (the stage's own files in its run folder are not among them)
+RUN_ARTEFACTS = ("search.log", "last.pt", "history.json", "files_read.json", "arch.json", "neck_nas_model.yaml", "bestmodel.pt",
+                 "report.json", "report.md", "alpha.png", "cost_table.json", "spos_evaluated.json")
 
 
 class _WorldScaledLoss:
@@ -76,12 +82,16 @@ class SearchRun:
         self.dist, self.device = distributed.init_from_env(select_device(settings.device))
         self.out = Path(settings.out)
         self.checkpoint = None
+        self.resume_notes: list[str] = []
         if settings.resume:
             last = self.out / "last.pt"
             if not last.is_file():
                 raise ValueError(f"nothing to resume: {last} does not exist (start the search without resume)")
             self.checkpoint = load_checkpoint(last)
             saved = SearchSettings.from_mapping(self.checkpoint["settings"], source=str(last))
+            ignored = ignored_on_resume(settings, saved, RESUME_OVERRIDABLE)
+            if ignored:  # said in the run's log (run())
+                self.resume_notes.append(f"--resume continues {last} as it was started; ignored: {', '.join(ignored)}")
             settings = dataclasses.replace(saved, **{k: getattr(settings, k) for k in RESUME_OVERRIDABLE})
         self.settings = settings.resolve_defaults(on_gpu=self.device.type == "cuda", processes=self.dist.world_size)
         self.settings.validate()
@@ -343,14 +353,19 @@ class SearchRun:
             with quieter(logging.WARNING):
                 return self._run()
         self.out.mkdir(parents=True, exist_ok=True)
+        removed = [] if self.settings.resume else clear_previous_run(self.out, RUN_ARTEFACTS)
         with log_to_file(self.out / "search.log"):
+            if removed:
+                log.info("%s", reuse_note(self.out, removed, shown=len(removed)))
+            for note in self.resume_notes:
+                log.warning("%s", note)
             return self._run()
 
     def _run(self) -> SearchResult:
         s = self.settings
         started = time.perf_counter()
-        log.info("search on %s: %s", self.device, s.to_dict())
-        self._setup()
+        self._setup()  # first: a dataset error ends the run before anything else is said
+        log.info("search on %s into %s: %s", self.device, self.out, s.to_dict())
         split = {"train_part": len(self.data.train_part), "holdout": len(self.data.holdout),
                  "confirmation": len(self.data.confirm) if self.data.confirm is not None else 0, "val": len(self.data.val)}
         log.info("cost: %s (%s); budget %.6g %s = %.3f x base; images %s", s.cost_measure, self.cost.source, self.budget.limit,

@@ -8,6 +8,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from autonn_nas.utils.img_size import img_size_problem
+
 STRATEGIES = ("proxyless", "darts", "spos")
 COST_MEASURES = ("params", "flops", "latency")
 LATENCY_DEVICES = ("cpu", "cuda")  # where latency costs may be measured; None in the settings: the search's own device
@@ -53,10 +55,11 @@ class SearchSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "settings") -> "SearchSettings":
-        """Build from a dict (e.g. a parsed neck_nas.yaml); unknown keys are an error naming the valid ones."""
+        """Build from a dict (e.g. a parsed neck_nas.yaml); unknown keys are an error naming the valid ones.
+        `source` begins each error message (the file the values came from; "" for none)."""
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
-            raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(cls.field_names())}")
+            raise ValueError(f"{source + ': ' if source else ''}unknown setting(s) {', '.join(unknown)}; valid: {', '.join(cls.field_names())}")
         settings = cls(**dict(values))
         settings.validate(source)
         return settings
@@ -69,7 +72,7 @@ class SearchSettings:
 
     def validate(self, source: str = "settings") -> None:
         def fail(message: str) -> None:
-            raise ValueError(f"{source}: {message}")
+            raise ValueError(f"{source}: {message}" if source else message)
 
         if self.strategy not in STRATEGIES:
             fail(f"strategy '{self.strategy}' is not one of {', '.join(STRATEGIES)}")
@@ -85,8 +88,8 @@ class SearchSettings:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "workers" else 1)):
                 fail(f"{name} must be a positive integer, got {value!r}")
-        if self.img_size is not None and self.img_size % 32:
-            fail(f"img_size must be a multiple of 32 (the largest stride), got {self.img_size}")
+        if self.img_size is not None and img_size_problem(self.img_size):
+            fail(f"img_size {img_size_problem(self.img_size)}")
         for name in ("width", "depth", "budget"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0):

@@ -45,7 +45,10 @@ def build_search_data(s: SearchSettings, hyp: dict[str, float]) -> SearchData:
     # on the images it chose with, a pick looks better than it is
     arch_files, confirm_files = (split_holdout(holdout_files, CONFIRM_FRACTION, seed=s.seed) if len(holdout_files) >= 2
                                  else (holdout_files, []))
-    make = lambda files, augment: YoloDataset(  # noqa: E731
-        files, s.img_size, augment=augment, hyp=hyp, nc=config.nc, names=config.names, seed=s.seed)
-    return SearchData(config, make(train_files, True), make(arch_files, False), make(config.val, False), make(train_files, False),
-                      confirm=make(confirm_files, False) if confirm_files else None, train_val_overlap=shared)
+    make = lambda files, augment, part: YoloDataset(  # noqa: E731
+        files, s.img_size, augment=augment, hyp=hyp, nc=config.nc, names=config.names, seed=s.seed, source=f"{config.yaml_path} [{part}]")
+    train_part = make(train_files, True, "train: weight training")
+    return SearchData(config, train_part, make(arch_files, False, "train, held out: architecture decisions"),
+                      make(config.val, False, "val"), train_part.without_augmentation(),
+                      confirm=make(confirm_files, False, "train, held out: confirmation") if confirm_files else None,
+                      train_val_overlap=shared)

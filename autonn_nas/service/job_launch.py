@@ -51,7 +51,9 @@ def _rank_main(config: ServiceConfig, paths: ProjectPaths, job_id: str, settings
     from autonn_nas.search.runner import run_search
     from autonn_nas.service.job_record import JobRecord
     from autonn_nas.service.pm_client import PMClient
+    from autonn_nas.utils.log import configure_logging
 
+    configure_logging()  # a fresh (spawned) interpreter: its stderr is the job log too
     main = int(os.environ["RANK"]) == 0
     on_event = JobRecord(paths, job_id, PMClient(config)).on_event if main else None
     result = run_search(settings, on_event=on_event)

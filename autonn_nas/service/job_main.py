@@ -24,7 +24,7 @@ from autonn_nas.service.pm_client import OUTBOX_FILE, PMClient
 from autonn_nas.service.queue import queue_turn
 from autonn_nas.models.yolo import cfg_to_yaml
 from autonn_nas.utils.files import atomic_write_text
-from autonn_nas.utils.log import get_logger
+from autonn_nas.utils.log import configure_logging, get_logger
 
 log = get_logger("service.job")
 
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-id", required=True)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
+    configure_logging()  # this process's stderr is the job log
     signal.signal(signal.SIGTERM, _on_sigterm)
     config = ServiceConfig.from_env()
     paths = ProjectPaths.of(config.shared_dir, args.user_id, args.project_id)

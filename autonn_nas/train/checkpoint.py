@@ -67,6 +67,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
+def reject_supernet(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """A search's last.pt holds the supernet (every candidate of each searchable block): it is no model to evaluate,
+    export or predict with. Said with what to use instead."""
+    from autonn_nas.models.yolo import searchable_labels
+
+    if searchable_labels(checkpoint["model_yaml"]):
+        derived = Path(path).parent / "bestmodel.pt"
+        raise ValueError(f"{path} is a supernet checkpoint (a search's last.pt, with searchable MBottleneckCSP2 blocks); use the "
+                         f"search's derived model {derived}, or a checkpoint trained from its neck_nas_model.yaml")
+
+
 def model_from_checkpoint(checkpoint: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model from its YAML and load the (EMA) weights; eval mode."""
     from autonn_nas.models.yolo import build_model

@@ -1,28 +1,27 @@
-"""One training epoch: forward, loss, (scaled) backward, accumulated optimizer steps, EMA, progress bar.
+"""One training epoch: forward, loss, (scaled) backward, accumulated optimizer steps, EMA, progress bar (on a terminal).
 
 Reusable piece: the search strategies call `train_one_epoch` with their own hooks (e.g. sample a path
 before each batch, take an architecture step after each weight step).
 """
 from __future__ import annotations
 
-import math
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from autonn_nas.train.ema import ModelEMA
 from autonn_nas.train.schedule import WarmupCosineSchedule
+from autonn_nas.utils.progress import progress as progress_bar
 
 MAX_GRAD_NORM = 10.0  # clip: one bad batch early in training must not wreck the weights
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+class TrainingDiverged(RuntimeError, ValueError):
+    """The loss became NaN or infinite. Also a ValueError: the user's to fix (lr0, the labels), so the CLI and the
+    stage say it in one line with what to change, as any input error."""
 
 
 @dataclass
@@ -53,12 +52,6 @@ def images_to_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 def make_grad_scaler(device: torch.device, enabled: bool = True) -> torch.amp.GradScaler:
     """A GradScaler that is active only on CUDA (AMP is used only there)."""
     return torch.amp.GradScaler("cuda", enabled=enabled and device.type == "cuda")
-
-
-def _progress(loader: Iterable, description: str, enabled: bool) -> Any:
-    interactive = sys.stderr.isatty()
-    # when stderr is a log file, a bar line every 30 s keeps the log small but still shows life
-    return tqdm(loader, total=len(loader), desc=description, disable=not enabled, mininterval=0.5 if interactive else 30.0, file=sys.stderr, dynamic_ncols=interactive, leave=interactive)
 
 
 def _sync(device: torch.device) -> None:
@@ -140,7 +133,7 @@ def train_one_epoch(
         if on_optimizer_step is not None:
             on_optimizer_step(iteration)
 
-    bar = _progress(loader, description or f"epoch {epoch}", progress)
+    bar = progress_bar(loader, description or f"epoch {epoch + 1}", progress)  # the caller logs the epoch's line
     reads = _HostReads(device)
     # the first non-finite loss, kept on the device: (batch index, loss, box, obj, cls); batch index -1 = none yet
     first_bad = torch.full((5,), -1.0, device=device)
@@ -177,7 +170,7 @@ def train_one_epoch(
         sums += loss_items
         result.batches += 1
         result.images += images.shape[0]
-        if progress and read_now:
+        if not bar.disable and read_now:
             mean = (sums / result.batches).tolist()
             bar.set_postfix(box=f"{mean[0]:.4f}", obj=f"{mean[1]:.4f}", cls=f"{mean[2]:.4f}", img=images.shape[-1], refresh=False)
         waited_since = time.perf_counter()

@@ -26,7 +26,7 @@ class OperatingPoint:
     conf: float  # the confidence threshold chosen
 
 
-def _iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of (N, 4) and (M, 4) COCO xywh boxes."""
     a_x2, a_y2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
     b_x2, b_y2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
@@ -60,7 +60,7 @@ def match_detections(ground_truth: dict[str, Any], results: Sequence[dict[str, A
         det_scores = [d[0] for d in image_dets]
         truth = np.asarray(gt_boxes.get(key, []), dtype=np.float64).reshape(-1, 4)
         taken = np.zeros(len(truth), dtype=bool)
-        ious = _iou_xywh(np.asarray([d[1] for d in image_dets], dtype=np.float64), truth) if len(truth) else None
+        ious = iou_xywh(np.asarray([d[1] for d in image_dets], dtype=np.float64), truth) if len(truth) else None
         for i in range(len(image_dets)):
             hit = False
             if ious is not None:
@@ -97,3 +97,20 @@ def precision_recall(ground_truth: dict[str, Any], results: Sequence[dict[str, A
     f1 = 2 * p * r / np.maximum(p + r, 1e-16)
     best = int(f1.argmax())
     return OperatingPoint(float(p[best]), float(r[best]), float(f1[best]), float(_CONF_GRID[best]))
+
+
+RECALL_GRID = np.linspace(0.0, 1.0, 101)  # COCO's 101 recall points
+
+
+def pr_curve(scores: np.ndarray, hits: np.ndarray, n_gt: int) -> tuple[np.ndarray, float]:
+    """One class's precision at RECALL_GRID and its AP, from match_detections' (scores, hits, n_gt), the way
+    COCO interpolates: the precision at recall r is the best precision at recall r or beyond (0 past the
+    highest recall reached), and AP is its mean over the 101 points."""
+    if n_gt == 0 or not len(scores):
+        return np.zeros_like(RECALL_GRID), 0.0
+    tp = np.cumsum(hits[np.argsort(-scores, kind="stable")])
+    recall = tp / n_gt
+    envelope = np.flip(np.maximum.accumulate(np.flip(tp / np.arange(1, len(tp) + 1))))
+    index = np.searchsorted(recall, RECALL_GRID, side="left")
+    curve = np.where(index < len(recall), envelope[np.minimum(index, len(recall) - 1)], 0.0)
+    return curve, float(curve.mean())

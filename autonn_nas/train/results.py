@@ -6,9 +6,16 @@ import io
 from pathlib import Path
 from typing import Any, Mapping
 
-from autonn_nas.utils.files import atomic_write_bytes, atomic_write_text
+from autonn_nas.utils.files import atomic_write_text
+from autonn_nas.utils.plots import pyplot, save_figure
 
-RESULT_COLUMNS = ("epoch", "box_loss", "obj_loss", "cls_loss", "precision", "recall", "map50", "map50_95", "lr0", "lr1", "lr2")
+# epoch counts from 1; box/obj/cls_loss are the training losses, val_*_loss the same losses on the val split
+RESULT_COLUMNS = ("epoch", "box_loss", "obj_loss", "cls_loss", "precision", "recall", "map50", "map50_95",
+                  "val_box_loss", "val_obj_loss", "val_cls_loss", "lr0", "lr1", "lr2")
+# results.png as YOLOv5 lays it out: training losses and P/R on top, validation losses and mAP below
+_PANELS = (("box_loss", "train box loss"), ("obj_loss", "train obj loss"), ("cls_loss", "train cls loss"), ("precision", "precision"),
+           ("recall", "recall"), ("val_box_loss", "val box loss"), ("val_obj_loss", "val obj loss"), ("val_cls_loss", "val cls loss"),
+           ("map50", "mAP50"), ("map50_95", "mAP50-95"))
 
 
 def fitness(metrics: Mapping[str, float]) -> float:
@@ -42,20 +49,11 @@ def plot_results(csv_path: str | Path, png_path: str | Path) -> Path | None:
     rows = read_results(csv_path)
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers and in containers
-    import matplotlib.pyplot as plt
-
     epochs = [int(r["epoch"]) for r in rows]
-    panels = ("box_loss", "obj_loss", "cls_loss", "precision", "recall", "map50", "map50_95", "lr1")
-    figure, axes = plt.subplots(2, 4, figsize=(14, 6), tight_layout=True)
-    for axis, name in zip(axes.ravel(), panels):
-        values = [float(r[name]) if r[name] not in ("", None) else float("nan") for r in rows]
+    figure, axes = pyplot().subplots(2, 5, figsize=(16, 6), tight_layout=True)
+    for axis, (name, title) in zip(axes.ravel(), _PANELS):
+        values = [float(r[name]) if r.get(name) not in ("", None) else float("nan") for r in rows]
         axis.plot(epochs, values, marker=".", linewidth=1.5)
-        axis.set_title(name)
+        axis.set_title(title)
         axis.set_xlabel("epoch")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    return atomic_write_bytes(png_path, buffer.getvalue())
+    return save_figure(figure, png_path, dpi=100)

@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from autonn_nas.utils.img_size import check_img_size
+
 
 @dataclass
 class TrainSettings:
@@ -46,8 +48,8 @@ class TrainSettings:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.img_size is not None and self.img_size % 32:
-            raise ValueError(f"img_size must be a multiple of 32 (the largest stride), got {self.img_size}")
+        if self.img_size is not None:
+            check_img_size(self.img_size)
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be 0 or more, got {self.workers}")
         for name in ("width", "depth"):

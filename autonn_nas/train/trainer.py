@@ -1,7 +1,9 @@
 """A full training run: data, model, optimizer, epochs with evaluation, outputs in the run folder.
 
 Outputs in settings.out: train.log, dataset_report.json, results.csv, results.png, last.pt (resumable),
-best.pt (EMA weights of the best epoch by fitness = 0.1 mAP50 + 0.9 mAP50-95).
+best.pt (EMA weights of the best epoch by fitness = 0.1 mAP50 + 0.9 mAP50-95); a fresh run into a folder that
+holds them removes them first (RUN_ARTEFACTS). Epochs are counted from 1 wherever a person reads them (log,
+results.csv, summary); checkpoints keep the 0-based index.
 The pieces (build_optimizer, WarmupCosineSchedule, train_one_epoch, evaluate, ModelEMA, checkpoints)
 are importable on their own; this class only wires them together.
 """
@@ -21,6 +23,7 @@ from autonn_nas.train.epoch import train_one_epoch
 from autonn_nas.train.evaluate import evaluate
 from autonn_nas.train.hyp import merge_hyp
 from autonn_nas.train.loss import DetectionLoss, scaled_loss_gains
+from autonn_nas.train.resume import ignored_on_resume
 from autonn_nas.train.results import fitness, plot_results, write_results_row
 from autonn_nas.train.schedule import WarmupCosineSchedule
 from autonn_nas.train.settings import TrainSettings
@@ -28,12 +31,15 @@ from autonn_nas.train.state import TrainingState
 from autonn_nas.utils.device import select_device
 from autonn_nas.utils.files import atomic_write_json
 from autonn_nas.utils.log import get_logger, log_to_file
+from autonn_nas.utils.run_folder import clear_previous_run, reuse_note
 from autonn_nas.utils.seed import seed_everything
 
 log = get_logger("train")
 
-# what a resumed run may change; everything else comes from the checkpoint so the run stays the same
+# what a resumed run may change (and `epochs`, when given: a new total); everything else comes from the checkpoint
 RESUME_OVERRIDABLE = ("device", "workers", "progress", "out", "resume")
+# what a training run writes into its folder (summary.json: the CLI); removed from a reused folder by a fresh run
+RUN_ARTEFACTS = ("train.log", "dataset_report.json", "results.csv", "results.png", "last.pt", "best.pt", "summary.json")
 
 
 def report_to_dict(report: Any) -> Any:
@@ -79,6 +85,15 @@ def set_data_epoch(dataset: Any, loader: Any, epoch: int) -> None:
             component.set_epoch(epoch)
 
 
+def _new_length_note(epochs: int, planned: int | None, done: int, out: Path) -> str:
+    """A resume with another --epochs is honoured when it leaves epochs to train (and said: the returned note)."""
+    if epochs <= done:
+        raise ValueError(f"--epochs {epochs}: {out / 'last.pt'} has trained {done} epoch(s) already; give more than {done}, "
+                         "or start a new run")
+    return (f"resuming with {epochs} epochs in all instead of the {planned} planned: the remaining epochs' learning rates "
+            f"follow the new length (the first {done} followed the old one)")
+
+
 class Trainer:
     """`Trainer(settings).run()` trains and returns a summary dict; `--resume` continues from out/last.pt."""
 
@@ -87,10 +102,17 @@ class Trainer:
         self.out = Path(settings.out)
         self.device = select_device(settings.device)
         checkpoint = None
+        self.resume_notes: list[str] = []  # warnings about the resume, logged into the run's log when it starts
         if settings.resume:
             checkpoint = load_checkpoint(self.out / "last.pt")
             saved = TrainSettings.from_mapping(checkpoint["settings"])
-            settings = dataclasses.replace(saved, **{k: getattr(settings, k) for k in RESUME_OVERRIDABLE})
+            changeable = RESUME_OVERRIDABLE + (("epochs",) if settings.epochs is not None else ())
+            ignored = ignored_on_resume(settings, saved, changeable)
+            if ignored:
+                self.resume_notes.append(f"--resume continues {self.out / 'last.pt'} as it was started; ignored: {', '.join(ignored)}")
+            settings = dataclasses.replace(saved, **{k: getattr(settings, k) for k in changeable})
+            if settings.epochs != saved.epochs:
+                self.resume_notes.append(_new_length_note(settings.epochs, saved.epochs, int(checkpoint["epoch"]) + 1, self.out))
         self.settings = settings.resolve_defaults(on_gpu=self.device.type == "cuda")
         self.checkpoint = checkpoint
 
@@ -126,7 +148,10 @@ class Trainer:
         self.start_epoch = int(checkpoint["epoch"]) + 1
         self.best_fitness = float(checkpoint["best_fitness"])
         self.best_epoch = int(checkpoint.get("best_epoch", -1))
-        log.info("resuming %s from epoch %d of %d", self.out / "last.pt", self.start_epoch, self.settings.epochs)
+        if self.start_epoch < self.settings.epochs:
+            log.info("resuming %s from epoch %d of %d", self.out / "last.pt", self.start_epoch + 1, self.settings.epochs)
+        else:
+            log.info("%s has trained all %d epochs; nothing more to train (give --epochs N for more)", self.out / "last.pt", self.settings.epochs)
 
     def _checkpoint(self, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -147,13 +172,18 @@ class Trainer:
     # -- run ---------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
+        removed = [] if self.settings.resume else clear_previous_run(self.out, RUN_ARTEFACTS)
         with log_to_file(self.out / "train.log"):
+            if removed:
+                log.info("%s", reuse_note(self.out, removed, shown=len(removed)))
+            for note in self.resume_notes:
+                log.warning("%s", note)
             return self._run()
 
     def _run(self) -> dict[str, Any]:
         s = self.settings
-        log.info("training on %s: %s", self.device, {k: v for k, v in s.to_dict().items() if k != "hyp"})
-        self._setup()
+        self._setup()  # first: a dataset error ends the run before anything else is said
+        log.info("training on %s into %s: %s", self.device, self.out, {k: v for k, v in s.to_dict().items() if k != "hyp"})
         metrics: dict[str, Any] = dict(self.checkpoint.get("metrics", {})) if self.checkpoint else {}
         started = time.perf_counter()
         for epoch in range(self.start_epoch, s.epochs):
@@ -162,18 +192,20 @@ class Trainer:
                 self.model, self.train_loader, self.loss_fn, self.optimizer, self.schedule, epoch, self.device,
                 scaler=self.scaler, ema=self.ema, progress=s.progress, description=f"epoch {epoch + 1}/{s.epochs}",
             )
-            row: dict[str, Any] = {"epoch": epoch, "box_loss": result.box, "obj_loss": result.obj, "cls_loss": result.cls,
+            row: dict[str, Any] = {"epoch": epoch + 1, "box_loss": result.box, "obj_loss": result.obj, "cls_loss": result.cls,
                                    **{f"lr{i}": lr for i, lr in enumerate(result.lr)}}
             line = f"epoch {epoch + 1}/{s.epochs}: loss box {result.box:.4f} obj {result.obj:.4f} cls {result.cls:.4f}"
             improved = False
             milestone = (epoch + 1) % s.eval_interval == 0 or epoch + 1 == s.epochs
             if milestone:
-                metrics = evaluate(self.ema.ema, self.val_loader, self.device, ground_truth=self.val_truth)
+                metrics = evaluate(self.ema.ema, self.val_loader, self.device, ground_truth=self.val_truth, loss_fn=self.loss_fn,
+                                   description=f"val {epoch + 1}/{s.epochs}" if s.progress else None)
                 score = fitness(metrics)
                 improved = score > self.best_fitness
                 if improved:
                     self.best_fitness, self.best_epoch = score, epoch
-                row.update(precision=metrics["precision"], recall=metrics["recall"], map50=metrics["map50"], map50_95=metrics["map"])
+                row.update(precision=metrics["precision"], recall=metrics["recall"], map50=metrics["map50"], map50_95=metrics["map"],
+                           **{f"val_{name}_loss": value for name, value in (metrics.get("val_loss") or {}).items()})
                 line += f" | P {metrics['precision']:.3f} R {metrics['recall']:.3f} mAP50 {metrics['map50']:.4f} mAP50-95 {metrics['map']:.4f}"
             log.info("%s | %.1f s, %.0f%% waiting on data", line, result.data_seconds + result.compute_seconds, 100 * result.data_share)
             write_results_row(self.out / "results.csv", row)
@@ -185,7 +217,7 @@ class Trainer:
                 plot_results(self.out / "results.csv", self.out / "results.png")
         summary = {
             "epochs": s.epochs,
-            "best_epoch": self.best_epoch,
+            "best_epoch": self.best_epoch + 1 if self.best_epoch >= 0 else None,  # from 1, as the log and results.csv count
             "best_fitness": self.best_fitness,
             "final": {k: metrics.get(k) for k in ("precision", "recall", "map50", "map")},
             "seconds": time.perf_counter() - started,
