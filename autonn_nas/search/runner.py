@@ -23,7 +23,7 @@ from autonn_nas.data.loader import search_loader
 from autonn_nas.models.choice import clear_mixture
 from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.models.yolo import Model, build_model
-from autonn_nas.search import distributed, events, final
+from autonn_nas.search import distributed, events, final, retrain
 from autonn_nas.search.batch_size import fit_batch_size, halved_batch_size, is_out_of_memory
 from autonn_nas.search.events import EventFn
 from autonn_nas.search.cost import build_cost_table, most_probable_within_budget, resolve_budget
@@ -292,7 +292,8 @@ class SearchRun:
         return {
             "epoch": epoch,
             "epochs": s.epochs,
-            "phase": "supernet_training",
+            "phase": events.SUPERNET_TRAINING,
+            "run_epoch": epoch, "run_epochs": s.epochs + s.retrain_epochs,  # its place among all the run's epochs
             "strategy": s.strategy,
             "box_loss": w.box,
             "obj_loss": w.obj,
@@ -329,6 +330,13 @@ class SearchRun:
         s = self.settings
         started = time.perf_counter()
         log.info("search on %s: %s", self.device, s.to_dict())
+        if self.checkpoint is None:
+            if self.dist.is_main:
+                retrain.clear(self.out)
+        elif distributed.broadcast_object(retrain.pending(self.out) is not None if self.dist.is_main else None):
+            # stopped during the retrain: the search and its derivation are done, their result is in the retrain's folder
+            log.info("resuming the retrain in %s", retrain.retrain_dir(self.out))
+            return self._hand_off(None)
         self._setup()
         split = {"train_part": len(self.data.train_part), "holdout": len(self.data.holdout),
                  "confirmation": len(self.data.confirm) if self.data.confirm is not None else 0, "val": len(self.data.val)}
@@ -356,14 +364,28 @@ class SearchRun:
         if not self.dist.enabled:
             self._use_ema_weights()
             result, self.seconds = final.finish(self.trained(), started)
-            return result
+            return self._hand_off(result)
         # plain BN again: each rank runs sub-networks on its own (spos: its share of the candidates), without DDP;
         # the evaluation of the chosen architecture and the outputs are rank 0's while the others wait
         self.model = distributed.revert_sync_batchnorm(self.model)
         self._use_ema_weights()  # the same on every rank: every rank made the same updates
         result, self.seconds = final.finish(self.trained(), started)
         distributed.barrier()
-        return result_from_portable(distributed.broadcast_object(None if result is None else portable_result(result)))
+        return self._hand_off(result_from_portable(distributed.broadcast_object(None if result is None else portable_result(result))))
+
+    def _hand_off(self, result: SearchResult | None) -> SearchResult | None:
+        """The retrain (rank 0 alone, on its device: the other ranks are done) and the nas_end event. `result` is
+        the derivation's, or None when a stopped retrain is resumed (its folder holds the result it began from)."""
+        s = self.settings
+        if not self.dist.is_main:
+            return result
+        if s.retrain_epochs:
+            batch = self.batch_size // self.dist.world_size if result is not None else 0  # a resumed retrain keeps its own
+            result = retrain.run_retrain(result, s, self.device, batch, self.on_event)
+        events.emit(self.on_event, events.NAS_END, {"architecture": result.arch.to_dict(), "metrics": result.metrics,
+                                                    "model_yaml": str(result.model_yaml), "weights": str(result.weights),
+                                                    "report": str(result.report)})
+        return result
 
 
 def run_search(settings: SearchSettings, on_event: EventFn | None = None) -> SearchResult:
