@@ -6,6 +6,7 @@ nc, names, epoch, best_fitness, settings, hyp; and in last.pt only, what resumin
 """
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,12 @@ def read_weights_file(path: str | Path, map_location: str | torch.device = "cpu"
         raise FileNotFoundError(f"weights file {path} does not exist")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # a truncated file or a pickled-module checkpoint from another tool
-        raise ValueError(
-            f"{path} cannot be read safely as tensors ({type(error).__name__}: {error}); a pickled model (Scaled-YOLOv4's "
-            "own checkpoints) must be saved as a state_dict first: see the README, 'Starting from weights'"
-        ) from None
+    except pickle.UnpicklingError:  # torch's message runs over many lines; what it means fits in one
+        reason = "it holds pickled Python objects (e.g. a whole model), which are never unpickled here, or is no torch file"
+    except Exception as error:  # e.g. a truncated file
+        reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+    raise ValueError(f"{path} cannot be read safely as tensors ({reason}); a pickled model (Scaled-YOLOv4's own "
+                     "checkpoints) must be saved as a state_dict first: see the README, 'Starting from weights'")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -88,7 +88,7 @@ def load_fitting(model: nn.Module, weights: InitialWeights, strict: bool = False
         raise ValueError(f"{weights.source}: {key} does not fit ({what}); {len(problems)} tensor(s) differ in all "
                          "(another nc or architecture?); without --strict the tensors that fit are loaded and the rest reported")
     fitting = {k: v for k, v in weights.state_dict.items() if k in model_state and v.shape == model_state[k].shape}
-    if not fitting:
+    if not any(v.is_floating_point() for v in fitting.values()):  # BN's counters fit anything: they do not count
         key, what = problems[0]
         raise ValueError(f"{weights.source}: no tensor fits this model (the first: {key}, {what}); give the model the "
                          "weights belong to (--cfg, --width, --depth)")
