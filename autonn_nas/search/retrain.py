@@ -26,6 +26,7 @@ from autonn_nas.search.result import SearchResult, result_from_json, result_to_j
 from autonn_nas.search.settings import SearchSettings
 from autonn_nas.search.weights_file import read_weights
 from autonn_nas.train.checkpoint import load_checkpoint
+from autonn_nas.train.results import read_results
 from autonn_nas.train.settings import TrainSettings
 from autonn_nas.train.trainer import Trainer
 from autonn_nas.utils.files import atomic_torch_save, atomic_write_json
@@ -88,7 +89,8 @@ def run_retrain(result: SearchResult | None, s: SearchSettings, device: torch.de
     settings = _train_settings(s, folder, device, batch_size, resume)
     log.info("retrain: %s the derived model %s for %d epochs from %s", "resuming" if resume else "fine-tuning", result.arch,
              s.retrain_epochs, folder / "last.pt" if resume else f"its inherited weights ({result.weights})")
-    events.emit(on_event, events.RETRAIN_START, {"epochs": s.retrain_epochs, "resumed": resume,
+    done = len(read_results(folder / "results.csv")) if resume else 0  # a row per finished epoch
+    events.emit(on_event, events.RETRAIN_START, {"epoch": done, "epochs": s.retrain_epochs, "resumed": resume,
                                                  "inherited": {k: result.metrics.get(k) for k in ("map50", "map")}})
     trainer = Trainer(settings, initial=None if resume else read_weights(result.weights),
                       on_epoch=lambda row: events.emit(on_event, events.EPOCH_SUMMARY, _epoch_event(row, s.epochs)))

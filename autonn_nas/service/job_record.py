@@ -73,6 +73,8 @@ class JobRecord:
                         changes.update(phase="deriving", eta_s=None)
             elif update_id in PHASE_OF_EVENT:
                 changes["phase"] = PHASE_OF_EVENT[update_id]
+                if update_id == events.RETRAIN_START:  # /status counts the retrain's epochs from here: epoch x/N
+                    changes.update(epoch=content.get("epoch"), epochs=content.get("epochs"))
             st.write_status(self.paths, state | changes)
         if update_id == events.EPOCH_SUMMARY:  # TANGO's PM charts read its own field names; ours stay beside them
             started = state.get("running_since_ts")
