@@ -3,11 +3,12 @@
 Phases: data (train split -> training part + held-out part; val only reports), supernet + cost model +
 budget, supernet training (weight steps / architecture steps, a checkpoint every epoch), derivation
 (search/final.py: the architecture within the budget, BN recalibration, val mAP and cost of the
-derived and the base architecture, bestmodel.pt), reports.
+derived and the base architecture, bestmodel.pt), reports, then the retrain (search/retrain.py: the shipped
+network fine-tuned from its inherited weights; bestmodel.pt and the reports then describe the fine-tuned model).
 
 Outputs in settings.out: search.log, last.pt (resumable), history.json, files_read.json, arch.json,
 neck_nas_model.yaml, bestmodel.pt, report.json, report.md, alpha.png (spos: its score-vs-cost scatter),
-cost_table.json.
+cost_table.json, retrain/ (the retrain's run folder, resumable).
 """
 from __future__ import annotations
 
