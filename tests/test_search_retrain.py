@@ -18,6 +18,7 @@ from autonn_nas.search.weights_file import read_weights
 from autonn_nas.train.checkpoint import load_checkpoint
 from autonn_nas.train.weights import load_fitting
 
+pytestmark = pytest.mark.slow
 DATA = Path(__file__).resolve().parents[1] / "shared_volume" / "datasets" / "coco128_mini" / "dataset.yaml"
 TINY = dict(data=str(DATA), strategy="proxyless", epochs=1, retrain_epochs=2, img_size=64, batch_size=8, width=0.125,
             depth=0.33, workers=0, device="cpu", progress=False, budget=1.1, seed=0)

@@ -72,6 +72,8 @@ def read_weights_file(path: str | Path, map_location: str | torch.device = "cpu"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
     checkpoint = read_weights_file(path, map_location)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "model_yaml" not in checkpoint:
         raise ValueError(f"{path} lacks 'state_dict' / 'model_yaml'; expected a checkpoint written by autonn-nas train or search")
