@@ -114,7 +114,7 @@ def run_unit(strategy: str, planted: tuple[str, ...], seed: int, args: argparse.
         data=str(args.data), out=str(unit_dir / "search"), strategy=strategy, epochs=args.epochs, img_size=args.img,
         batch_size=args.batch, width=args.width, depth=args.depth, budget=args.budget, seed=seed, workers=0, device="cpu",
         holdout_fraction=args.holdout_fraction,
-        teacher=str(teacher), weights=str(teacher), evaluations=args.evaluations, progress=False, hyp=json.loads(args.hyp) or None,
+        teacher=str(teacher), weights=str(teacher), evaluations=args.evaluations, progress=False, hyp=json.loads(args.hyp) or None, retrain_epochs=0,
     ))
     seconds = time.perf_counter() - started
     report = json.loads(result.report.read_text())

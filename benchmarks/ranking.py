@@ -135,7 +135,7 @@ def run_search_unit(config: dict, out: Path, tag: str, seed: int) -> None:
     result = run_search(SearchSettings(
         data=config["data"], out=str(out / "searches" / f"{tag}_s{seed}"), strategy=strategy, arch_warmup=warmup,
         epochs=config["search_epochs"], img_size=config["img"], batch_size=config["batch"], width=config["width"],
-        depth=config["depth"], device="cpu", seed=seed, workers=config["workers"], progress=False,
+        depth=config["depth"], device="cpu", seed=seed, workers=config["workers"], progress=False, retrain_epochs=0,
         evaluations=config["evaluations"] if strategy == "spos" else None,
     ))
     report = read_json(result.report)

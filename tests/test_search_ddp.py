@@ -38,9 +38,10 @@ from autonn_nas.search.settings import SearchSettings
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "shared_volume" / "datasets" / "coco128_mini" / "dataset.yaml"
 ARGS = dict(data=str(DATA), strategy="proxyless", epochs=2, img_size=64, batch_size=8, width=0.125, depth=0.33, workers=0,
-            device="cpu", evaluations=4, progress=False, budget=1.1, seed=0)
+            device="cpu", evaluations=4, progress=False, budget=1.1, seed=0, retrain_epochs=0)  # ranks compared; the retrain (rank 0's): test_service_nproc
 CLI = ["--data", str(DATA), "--strategy", "proxyless", "--epochs", "2", "--img", "64", "--batch", "8", "--width", "0.125",
-       "--depth", "0.33", "--workers", "0", "--device", "cpu", "--evaluations", "4", "--no-progress", "--budget", "1.1", "--seed", "0"]
+       "--depth", "0.33", "--workers", "0", "--device", "cpu", "--evaluations", "4", "--no-progress", "--budget", "1.1", "--seed", "0",
+       "--retrain-epochs", "0"]
 LAUNCH_TIMEOUT = 300  # seconds for one torchrun launch (~10 s on 2 busy cores)
 MODULE = ["-m", "autonn_nas"]  # torchrun runs `python -m autonn_nas ...`
 

@@ -22,7 +22,7 @@ from autonn_nas.train.checkpoint import load_checkpoint, model_from_checkpoint
 
 DATA = Path(__file__).resolve().parents[1] / "shared_volume" / "datasets" / "coco128_mini" / "dataset.yaml"
 TINY = dict(data=str(DATA), epochs=2, img_size=64, batch_size=8, width=0.125, depth=0.33, workers=0, device="cpu",
-            evaluations=4, progress=False, budget=1.1, seed=0)
+            evaluations=4, progress=False, budget=1.1, seed=0, retrain_epochs=0)  # the retrain: test_search_retrain.py
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -25,5 +25,7 @@ def test_demo_completes(tmp_path):
     assert f"derived model YAML: {model_yaml}" in result.stdout
     assert model_yaml.is_file()
     assert "PM stub received status_report: completed" in result.stdout
+    # the CPU default retrain ran: its val figures next to the inherited ones
+    assert "after 1 retrain epochs (inherited weights: " in result.stdout and "base architecture, inherited: " in result.stdout
     assert (shared / "pm_records.jsonl").read_text().count('"status_report"') == 1
     assert not (REPO_ROOT / "shared_volume" / "common" / "demo_user" / "demo_project" / "neck_nas").exists()  # repo stays clean

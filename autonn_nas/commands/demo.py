@@ -112,6 +112,10 @@ def _follow(stage_url: str, stub_url: str, query: str, project_dir: Path, args: 
                 print(f"architecture: {detail.get('architecture')}")
                 if detail.get("decision"):
                     print(f"decision: {detail['decision'].get('reason')}")
+                if detail.get("metrics"):
+                    from autonn_nas.search.report import val_summary
+
+                    print(val_summary(detail["metrics"]))
                 print(f"derived model YAML: {project_dir / MODEL_YAML}")
                 for name, path in (detail.get("outputs") or {}).items():
                     print(f"  {name}: {path}")

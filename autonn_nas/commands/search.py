@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg", default=d.cfg, help=f"search YAML with MBottleneckCSP2 rows (default {d.cfg})")
     parser.add_argument("--strategy", choices=STRATEGIES, default=d.strategy, help=f"search strategy (default {d.strategy})")
     parser.add_argument("--epochs", type=int, help="supernet training epochs (default: 3 on CPU, 50 on CUDA)")
+    parser.add_argument("--retrain-epochs", type=int, help="then fine-tune the shipped network from its inherited weights "
+                                                           "for this many epochs (default: 1 on CPU, 50 on CUDA; 0: no retrain)")
     add_img_size(parser, "image size, a multiple of 32 (default: 256 on CPU, 640 on CUDA)", dest="img_size")
     parser.add_argument("--batch", "--batch-size", dest="batch_size", type=int, help="global batch size (default: 8 on CPU; on CUDA 16 per GPU, halved on out-of-memory in a single process)")
     parser.add_argument("--width", type=float, help="width_multiple (default: 0.25 on CPU, the YAML's on CUDA)")
@@ -56,6 +58,7 @@ def settings_from_args(args: argparse.Namespace) -> SearchSettings:
 def run(args: argparse.Namespace) -> int:
     from autonn_nas.search.arch import Architecture
     from autonn_nas.search.distributed import is_main_process
+    from autonn_nas.search.report import val_summary
     from autonn_nas.search.runner import run_search
 
     result = run_search(settings_from_args(args))
@@ -67,6 +70,6 @@ def run(args: argparse.Namespace) -> int:
     if decision:
         print(f"decision: {decision['reason']}")
     print(f"cost: {m['cost']:.6g} {m['cost_measure']} = {m['cost_ratio']:.3f} x base (budget {m['budget']:.6g})")
-    print(f"val mAP50 {m['map50']:.4f} mAP50-95 {m['map']:.4f} (base architecture: {m['base_map50']:.4f} / {m['base_map']:.4f})")
+    print(val_summary(m))
     print(f"model YAML: {result.model_yaml}\nweights: {result.weights}\nreport: {result.report}\nrun folder: {result.out_dir}")
     return 0

@@ -263,6 +263,8 @@ def finish(run: TrainedSearch, started: float) -> tuple[SearchResult | None, dic
         "base_map50": base_val["map50"], "base_map": base_val["map"], "cost": derived["cost"], "base_cost": base_entry["cost"],
         "cost_ratio": derived["cost_ratio"], "cost_measure": run.cost.measure, "budget": run.budget.limit,
         "objective": run.objective.name, "decision": decision_summary,
+        # the same figures until a retrain (search/retrain.py) fine-tunes the model and puts its own in map50/map
+        "inherited_map50": derived_val["map50"], "inherited_map": derived_val["map"], "retrain_epochs": 0,
     }
     arch_json = atomic_write_json(out / "arch.json", {
         "architecture": arch.to_dict(), "searched": searched.to_dict(), "shipped": decision["shipped"], "reason": decision["reason"],
@@ -316,6 +318,4 @@ def finish(run: TrainedSearch, started: float) -> tuple[SearchResult | None, dic
     log.info("shipped %s: cost %.4g %s (%.3f x base, budget %.3f x), val mAP50 %.4f mAP50-95 %.4f | base: mAP50 %.4f mAP50-95 %.4f",
              arch, derived["cost"], run.cost.unit, derived["cost_ratio"], run.budget.limit / run.budget.base_cost,
              derived_val["map50"], derived_val["map"], base_val["map50"], base_val["map"])
-    events.emit(run.on_event, events.NAS_END, {"architecture": arch.to_dict(), "metrics": metrics, "model_yaml": str(model_yaml),
-                                               "weights": str(weights), "report": str(report_json)})
     return SearchResult(out, arch, model_yaml, weights, report_json, metrics), seconds

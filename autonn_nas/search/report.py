@@ -205,6 +205,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             + f" | {entry['cost']:,.6g} | {_fmt(entry['cost_ratio'], 3)} | {_fmt(entry['val'].get('map50'))} | {_fmt(entry['val'].get('map'))} |"
         )
     lines += ["", "Both rows are evaluated the same way: supernet weights, batch-norm recalibrated on the training part."]
+    lines += _retrain_lines(report)
     if report.get("probabilities"):
         lines += ["", "Final candidate probabilities:", "", "| block | " + " | ".join(CANDIDATES) + " |", "|---|" + "---|" * len(CANDIDATES)]
         for label, probs in report["probabilities"].items():
@@ -216,8 +217,37 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         lines += ["", f"spos: {spos['mode']} search, {spos['evaluated']} architectures scored {score} on the held-out images after BN recalibration."]
     if report.get("stage_inputs"):  # set by the stage: what the project manager's project_info.yaml keys did
         lines += ["", "## Project inputs", "", *(f"- {note}" for note in report["stage_inputs"])]
-    lines += ["", f"Wall time: {report['seconds']['total']:.1f} s (supernet training {report['seconds']['training']:.1f} s).", ""]
+    retrain_time = f"; then the retrain {report['seconds']['retrain']:.1f} s" if "retrain" in report["seconds"] else ""
+    lines += ["", f"Wall time: {report['seconds']['total']:.1f} s (supernet training {report['seconds']['training']:.1f} s){retrain_time}.", ""]
     return "\n".join(lines)
+
+
+def _retrain_lines(report: Mapping[str, Any]) -> list[str]:
+    retrain = report.get("retrain")
+    if not retrain:
+        return ["", "No retrain (retrain_epochs 0): bestmodel.pt holds these inherited weights."]
+    images = f" on {retrain['train_images']} train images" if retrain.get("train_images") else ""
+    before, after, base = retrain["inherited"], retrain["val"], report["base"]["val"]
+    return [
+        "", "## Retrain", "",
+        f"The shipped architecture, fine-tuned from its inherited weights for {retrain['epochs']} epochs with the training "
+        f"recipe{images} (as `autonn-nas train --weights` does; per epoch: {retrain['results']}). bestmodel.pt holds the "
+        "last epoch's moving average.", "",
+        "| model | val mAP50 | val mAP50-95 |", "|---|---|---|",
+        f"| shipped, inherited weights (before the retrain) | {_fmt(before.get('map50'))} | {_fmt(before.get('map'))} |",
+        f"| shipped, after {retrain['epochs']} retrain epochs | {_fmt(after.get('map50'))} | {_fmt(after.get('map'))} |",
+        f"| base architecture, inherited weights | {_fmt(base.get('map50'))} | {_fmt(base.get('map'))} |",
+    ]
+
+
+def val_summary(metrics: Mapping[str, Any]) -> str:
+    """One line of a search's val figures (its result's metrics): before and after the retrain, and the base's."""
+    base = f"base architecture, inherited: {_fmt(metrics.get('base_map50'))} / {_fmt(metrics.get('base_map'))}"
+    epochs = metrics.get("retrain_epochs") or 0
+    if not epochs:
+        return f"val mAP50 / mAP50-95: {_fmt(metrics.get('map50'))} / {_fmt(metrics.get('map'))} (inherited weights, no retrain; {base})"
+    return (f"val mAP50 / mAP50-95: {_fmt(metrics.get('map50'))} / {_fmt(metrics.get('map'))} after {epochs} retrain epochs "
+            f"(inherited weights: {_fmt(metrics.get('inherited_map50'))} / {_fmt(metrics.get('inherited_map'))}; {base})")
 
 
 def write_reports(out: Path, report: Mapping[str, Any]) -> tuple[Path, Path]:

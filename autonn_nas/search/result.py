@@ -25,3 +25,15 @@ def portable_result(result: SearchResult) -> dict[str, Any]:
 
 def result_from_portable(fields: dict[str, Any]) -> SearchResult:
     return SearchResult(**{**fields, "arch": Architecture(fields["arch"])})
+
+
+PATH_FIELDS = ("out_dir", "model_yaml", "weights", "report")
+
+
+def result_to_json(result: SearchResult) -> dict[str, Any]:
+    """A SearchResult as JSON values (paths as strings), to keep in a file."""
+    return {k: str(v) if k in PATH_FIELDS else v for k, v in portable_result(result).items()}
+
+
+def result_from_json(fields: dict[str, Any]) -> SearchResult:
+    return result_from_portable({k: Path(v) if k in PATH_FIELDS else v for k, v in fields.items()})

@@ -3,11 +3,13 @@
 Phases: data (train split -> training part + held-out part; val only reports), supernet + cost model +
 budget, supernet training (weight steps / architecture steps, a checkpoint every epoch), derivation
 (search/final.py: the architecture within the budget, BN recalibration, val mAP and cost of the
-derived and the base architecture, bestmodel.pt), reports.
+derived and the base architecture, bestmodel.pt), reports, then the retrain (search/retrain.py: the shipped
+network fine-tuned from its inherited weights; bestmodel.pt and the reports then describe the fine-tuned model).
 
 Outputs in settings.out: search.log, last.pt (resumable), history.json, files_read.json, arch.json,
 neck_nas_model.yaml, bestmodel.pt, report.json, report.md, alpha.png (spos: its score-vs-cost scatter),
-cost_table.json (RUN_ARTEFACTS); a fresh search into a folder that holds them removes them first.
+cost_table.json (RUN_ARTEFACTS), retrain/ (the retrain's run folder, resumable); a fresh search into a folder that holds
+them removes them first.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from autonn_nas.data.loader import search_loader
 from autonn_nas.models.choice import clear_mixture
 from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.models.yolo import Model, build_model
-from autonn_nas.search import distributed, events, final
+from autonn_nas.search import distributed, events, final, retrain
 from autonn_nas.search.batch_size import fit_batch_size, halved_batch_size, is_out_of_memory
 from autonn_nas.search.events import EventFn
 from autonn_nas.search.cost import build_cost_table, most_probable_within_budget, resolve_budget
@@ -322,7 +324,8 @@ class SearchRun:
         return {
             "epoch": epoch,
             "epochs": s.epochs,
-            "phase": "supernet_training",
+            "phase": events.SUPERNET_TRAINING,
+            "run_epoch": epoch, "run_epochs": s.epochs + s.retrain_epochs,  # its place among all the run's epochs
             "strategy": s.strategy,
             "box_loss": w.box,
             "obj_loss": w.obj,
@@ -364,6 +367,13 @@ class SearchRun:
     def _run(self) -> SearchResult:
         s = self.settings
         started = time.perf_counter()
+        if self.checkpoint is None:
+            if self.dist.is_main:
+                retrain.clear(self.out)
+        elif distributed.broadcast_object(retrain.pending(self.out) is not None if self.dist.is_main else None):
+            # stopped during the retrain: the search and its derivation are done, their result is in the retrain's folder
+            log.info("resuming the retrain in %s", retrain.retrain_dir(self.out))
+            return self._hand_off(None)
         self._setup()  # first: a dataset error ends the run before anything else is said
         log.info("search on %s into %s: %s", self.device, self.out, s.to_dict())
         split = {"train_part": len(self.data.train_part), "holdout": len(self.data.holdout),
@@ -391,14 +401,28 @@ class SearchRun:
         if not self.dist.enabled:
             self._use_ema_weights()
             result, self.seconds = final.finish(self.trained(), started)
-            return result
+            return self._hand_off(result)
         # plain BN again: each rank runs sub-networks on its own (spos: its share of the candidates), without DDP;
         # the evaluation of the chosen architecture and the outputs are rank 0's while the others wait
         self.model = distributed.revert_sync_batchnorm(self.model)
         self._use_ema_weights()  # the same on every rank: every rank made the same updates
         result, self.seconds = final.finish(self.trained(), started)
         distributed.barrier()
-        return result_from_portable(distributed.broadcast_object(None if result is None else portable_result(result)))
+        return self._hand_off(result_from_portable(distributed.broadcast_object(None if result is None else portable_result(result))))
+
+    def _hand_off(self, result: SearchResult | None) -> SearchResult | None:
+        """The retrain (rank 0 alone, on its device: the other ranks are done) and the nas_end event. `result` is
+        the derivation's, or None when a stopped retrain is resumed (its folder holds the result it began from)."""
+        s = self.settings
+        if not self.dist.is_main:
+            return result
+        if s.retrain_epochs:
+            batch = self.batch_size // self.dist.world_size if result is not None else 0  # a resumed retrain keeps its own
+            result = retrain.run_retrain(result, s, self.device, batch, self.on_event)
+        events.emit(self.on_event, events.NAS_END, {"architecture": result.arch.to_dict(), "metrics": result.metrics,
+                                                    "model_yaml": str(result.model_yaml), "weights": str(result.weights),
+                                                    "report": str(result.report)})
+        return result
 
 
 def run_search(settings: SearchSettings, on_event: EventFn | None = None) -> SearchResult:

@@ -26,6 +26,7 @@ class SearchSettings:
     out: str = "runs/search"  # run folder (checkpoints, history, plots, report, outputs)
     strategy: str = "proxyless"
     epochs: int | None = None
+    retrain_epochs: int | None = None  # fine-tune the shipped network afterwards (search/retrain.py); 0: off
     img_size: int | None = None
     batch_size: int | None = None
     width: float | None = None  # width_multiple override (None: CPU default 0.25, GPU: the YAML's)
@@ -84,10 +85,11 @@ class SearchSettings:
             fail(f"cost_measure '{self.cost_measure}' is not one of {', '.join(COST_MEASURES)}")
         if self.latency_device not in (None, *LATENCY_DEVICES):
             fail(f"latency_device '{self.latency_device}' is not one of {', '.join(LATENCY_DEVICES)}")
-        for name in ("epochs", "img_size", "batch_size", "workers", "evaluations"):
+        for name in ("epochs", "img_size", "batch_size", "workers", "evaluations", "retrain_epochs"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "workers" else 1)):
-                fail(f"{name} must be a positive integer, got {value!r}")
+            may_be_zero = name in ("workers", "retrain_epochs")
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (0 if may_be_zero else 1)):
+                fail(f"{name} must be a {'non-negative' if may_be_zero else 'positive'} integer, got {value!r}")
         if self.img_size is not None and img_size_problem(self.img_size):
             fail(f"img_size {img_size_problem(self.img_size)}")
         for name in ("width", "depth", "budget"):
@@ -109,11 +111,12 @@ class SearchSettings:
             fail(f"holdout_fraction must be between 0 and 1, got {self.holdout_fraction!r}")
 
     def resolve_defaults(self, on_gpu: bool, processes: int = 1) -> "SearchSettings":
-        """Fill unset sizes: a few-minute run on CPU; the real configuration on a GPU, with a default batch of
-        16 images per GPU (the batch is global: under torchrun it is split over the `processes`)."""
+        """Fill unset sizes: a few-minute run on CPU (one retrain epoch: a check that the hand-off trains, not a
+        trained model); the real configuration on a GPU, with a default batch of 16 images per GPU (the batch is
+        global: under torchrun it is split over the `processes`)."""
         if on_gpu:
-            defaults = dict(epochs=50, img_size=640, batch_size=16 * processes, width=None, depth=None, workers=8)
+            defaults = dict(epochs=50, retrain_epochs=50, img_size=640, batch_size=16 * processes, width=None, depth=None, workers=8)
         else:
-            defaults = dict(epochs=3, img_size=256, batch_size=8, width=0.25, depth=0.33, workers=2)
+            defaults = dict(epochs=3, retrain_epochs=1, img_size=256, batch_size=8, width=0.25, depth=0.33, workers=2)
         changes = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         return self.replace(**changes)

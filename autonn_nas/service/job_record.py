@@ -21,7 +21,8 @@ from autonn_nas.utils.log import get_logger
 
 log = get_logger("service.job")
 
-PHASE_OF_EVENT = {events.NAS_START: "search", events.EVOLUTION_SEARCH: "evolution_search", events.NAS_END: "deriving"}
+PHASE_OF_EVENT = {events.NAS_START: "search", events.EVOLUTION_SEARCH: "evolution_search", events.RETRAIN_START: events.RETRAINING,
+                  events.NAS_END: "deriving"}
 
 
 class JobCancelled(Exception):
@@ -62,14 +63,18 @@ class JobRecord:
                 epoch, epochs = content.get("epoch"), content.get("epochs")
                 changes["phase"] = content.get("phase") or state.get("phase")
                 if isinstance(epoch, int) and isinstance(epochs, int) and epochs > 0:
-                    # The runner counts epochs from 0; progress counts finished epochs.
+                    # The runner counts epochs from 0; progress counts finished epochs, of the phase (epoch x/N) and of
+                    # the whole run (supernet and retrain epochs: run_epoch / run_epochs)
                     done = epoch + 1
-                    progress, eta = st.progress_eta(state, done, epochs)
+                    progress, eta = st.progress_eta(state, content.get("run_epoch", epoch) + 1, content.get("run_epochs", epochs))
                     changes.update(epoch=done, epochs=epochs, progress=round(progress, 4), eta_s=eta)
-                    if done >= epochs:  # training is over; choosing and evaluating the architecture has no ETA
+                    if done >= epochs and changes["phase"] != events.RETRAINING:
+                        # the supernet is trained; choosing and evaluating the architecture has no ETA
                         changes.update(phase="deriving", eta_s=None)
             elif update_id in PHASE_OF_EVENT:
                 changes["phase"] = PHASE_OF_EVENT[update_id]
+                if update_id == events.RETRAIN_START:  # /status counts the retrain's epochs from here: epoch x/N
+                    changes.update(epoch=content.get("epoch"), epochs=content.get("epochs"))
             st.write_status(self.paths, state | changes)
         if update_id == events.EPOCH_SUMMARY:  # TANGO's PM charts read its own field names; ours stay beside them
             started = state.get("running_since_ts")

@@ -6,6 +6,7 @@ nc, names, epoch, best_fitness, settings, hyp; and in last.pt only, what resumin
 """
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -54,14 +55,26 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any], for_resume: bo
     return atomic_torch_save(path, checkpoint)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def read_weights_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """The contents of a .pt file, read as tensors and plain values only (weights_only: nothing in the file is
+    executed). The one place a weights file is opened; load_checkpoint and search/weights_file.py build on it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(f"weights file {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # a truncated file or a pickled-module checkpoint from another tool
-        raise ValueError(f"{path} is not a checkpoint this tool can read safely (plain state_dict + model_yaml): {error}") from error
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # torch's message runs over many lines; what it means fits in one
+        reason = "it holds pickled Python objects (e.g. a whole model), which are never unpickled here, or is no torch file"
+    except Exception as error:  # e.g. a truncated file
+        reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+    raise ValueError(f"{path} cannot be read safely as tensors ({reason}); a pickled model (Scaled-YOLOv4's own "
+                     "checkpoints) must be saved as a state_dict first: see the README, 'Starting from weights'")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    checkpoint = read_weights_file(path, map_location)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "model_yaml" not in checkpoint:
         raise ValueError(f"{path} lacks 'state_dict' / 'model_yaml'; expected a checkpoint written by autonn-nas train or search")
     return checkpoint

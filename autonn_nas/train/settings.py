@@ -11,11 +11,14 @@ from typing import Any, Mapping
 
 from autonn_nas.utils.img_size import check_img_size
 
+DEFAULT_CFG = "yolov4-p5.yaml"  # the model when neither --cfg nor the weights give one
 
 @dataclass
 class TrainSettings:
     data: str = ""  # YOLO dataset.yaml
-    cfg: str = "yolov4-p5.yaml"  # model YAML: a built-in name or a path
+    cfg: str | None = None  # model YAML: a built-in name or a path (None: the weights' own YAML, else DEFAULT_CFG)
+    weights: str | None = None  # start from these weights (search/weights_file.py reads every kind); None: random
+    strict: bool = False  # with weights: any tensor that does not fit is an error (else what fits is loaded)
     out: str = "runs/train"
     epochs: int | None = None
     img_size: int | None = None
@@ -57,11 +60,15 @@ class TrainSettings:
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
 
-    def resolve_defaults(self, on_gpu: bool) -> "TrainSettings":
+    def resolve_defaults(self, on_gpu: bool, sizes_from_yaml: bool = False) -> "TrainSettings":
+        """Fill unset values for the device; `sizes_from_yaml`: the model comes from a YAML that fixes its width
+        and depth (the weights' own), so the CPU's small width/depth defaults do not apply."""
         if on_gpu:
             defaults: dict[str, Any] = dict(epochs=100, img_size=640, batch_size=16, workers=8)
         else:
-            defaults = dict(epochs=10, img_size=320, batch_size=16, width=0.25, depth=0.33, workers=2)
+            defaults = dict(epochs=10, img_size=320, batch_size=16, workers=2)
+            if not sizes_from_yaml:
+                defaults.update(width=0.25, depth=0.33)
         changes = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         resolved = dataclasses.replace(self, **changes)
         resolved.validate()

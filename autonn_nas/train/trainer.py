@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -26,8 +26,9 @@ from autonn_nas.train.loss import DetectionLoss, scaled_loss_gains
 from autonn_nas.train.resume import ignored_on_resume
 from autonn_nas.train.results import fitness, plot_results, write_results_row
 from autonn_nas.train.schedule import WarmupCosineSchedule
-from autonn_nas.train.settings import TrainSettings
+from autonn_nas.train.settings import DEFAULT_CFG, TrainSettings
 from autonn_nas.train.state import TrainingState
+from autonn_nas.train.weights import InitialWeights, load_fitting
 from autonn_nas.utils.device import select_device
 from autonn_nas.utils.files import atomic_write_json
 from autonn_nas.utils.log import get_logger, log_to_file
@@ -95,9 +96,15 @@ def _new_length_note(epochs: int, planned: int | None, done: int, out: Path) -> 
 
 
 class Trainer:
-    """`Trainer(settings).run()` trains and returns a summary dict; `--resume` continues from out/last.pt."""
+    """`Trainer(settings).run()` trains and returns a summary dict; `--resume` continues from out/last.pt.
 
-    def __init__(self, settings: TrainSettings):
+    `initial`: the weights to start from (settings.weights read by search/weights_file.read_weights): the
+    tensors that fit are loaded, and without settings.cfg the model is the one they belong to. `on_epoch`
+    receives each epoch's row (results.csv's values, plus epochs and seconds) once it is written, and on an
+    evaluation epoch its checkpoint too."""
+
+    def __init__(self, settings: TrainSettings, initial: InitialWeights | None = None,
+                 on_epoch: Callable[[dict[str, Any]], None] | None = None):
         self.requested = settings
         self.out = Path(settings.out)
         self.device = select_device(settings.device)
@@ -113,8 +120,15 @@ class Trainer:
             settings = dataclasses.replace(saved, **{k: getattr(settings, k) for k in changeable})
             if settings.epochs != saved.epochs:
                 self.resume_notes.append(_new_length_note(settings.epochs, saved.epochs, int(checkpoint["epoch"]) + 1, self.out))
-        self.settings = settings.resolve_defaults(on_gpu=self.device.type == "cuda")
+        elif settings.weights and initial is None:
+            raise ValueError(f"weights {settings.weights}: pass them read, Trainer(settings, initial=read_weights(path)) "
+                             "(autonn_nas.search.weights_file)")
+        self.initial = None if checkpoint is not None else initial
+        # the model of a resumed run is its checkpoint's YAML; one from weights with a YAML of their own keeps its sizes
+        sizes_from_yaml = checkpoint is not None or (not settings.cfg and initial is not None and initial.model_yaml is not None)
+        self.settings = settings.resolve_defaults(on_gpu=self.device.type == "cuda", sizes_from_yaml=sizes_from_yaml)
         self.checkpoint = checkpoint
+        self.on_epoch = on_epoch
 
     # -- setup -------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -125,8 +139,14 @@ class Trainer:
         atomic_write_json(self.out / "dataset_report.json", {"train": report_to_dict(self.train_set.report), "val": report_to_dict(self.val_set.report)})
         from autonn_nas.models.yolo import build_model
 
-        self.model = build_model(s.cfg, nc=self.data.nc, width=s.width, depth=s.depth).to(self.device)
+        if self.checkpoint is not None:  # the run's own model, exactly (its YAML holds nc, width and depth)
+            self.model = build_model(self.checkpoint["model_yaml"], nc=self.data.nc)
+        else:
+            cfg = s.cfg or (self.initial.model_yaml if self.initial is not None else None) or DEFAULT_CFG
+            self.model = build_model(cfg, nc=self.data.nc, width=s.width, depth=s.depth)
+        self.model = self.model.to(self.device)
         self.model.names = list(self.data.names)
+        self.weights_loaded = load_fitting(self.model, self.initial, strict=s.strict) if self.initial is not None else None
         detect = self.model.detect
         check_anchor_fit(label_wh_at_size(self.train_set.labels, self.train_set.shapes, s.img_size), self.model, self.hyp["anchor_t"])
 
@@ -215,6 +235,9 @@ class Trainer:
                 if improved:
                     save_checkpoint(self.out / "best.pt", checkpoint, for_resume=False)
                 plot_results(self.out / "results.csv", self.out / "results.png")
+            if self.on_epoch is not None:
+                self.on_epoch({**row, "epochs": s.epochs, "loss": result.total,
+                               "seconds": result.data_seconds + result.compute_seconds})
         summary = {
             "epochs": s.epochs,
             "best_epoch": self.best_epoch + 1 if self.best_epoch >= 0 else None,  # from 1, as the log and results.csv count
@@ -224,7 +247,11 @@ class Trainer:
             "out": str(self.out),
             "last": str(self.out / "last.pt"),
             "best": str(self.out / "best.pt"),
+            "train_images": len(self.train_set),
         }
+        if self.weights_loaded is not None:
+            summary["initial_weights"] = {"source": self.initial.source, "kind": self.initial.kind, "loaded": self.weights_loaded.loaded,
+                                          "total": self.weights_loaded.total, "skipped": list(self.weights_loaded.skipped)}
         log.info("done: best epoch %d (fitness %.4f); weights in %s", self.best_epoch + 1, self.best_fitness, self.out)
         return summary
 
