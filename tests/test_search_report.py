@@ -8,7 +8,7 @@ from PIL import Image
 
 from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.search import report as report_module
-from autonn_nas.search.report import markdown_report, plot_alpha, plot_spos_scores
+from autonn_nas.search.report import markdown_report, plot_alpha, plot_pareto
 
 LABELS = ("m_16", "m_21", "m_25", "m_29")
 BASE = {label: "k3_mish" for label in LABELS}
@@ -110,10 +110,10 @@ def _evaluated(score: str) -> list[dict]:
     return records
 
 
-def test_plot_spos_scores_by_loss(tmp_path, monkeypatch):
+def test_plot_pareto_by_loss(tmp_path, monkeypatch):
     figures = _capture_figure(monkeypatch)
     title = "spos search on coco128: shipped the derived architecture"
-    path = plot_spos_scores(_evaluated("loss"), 125.0, 100.0, PICK, tmp_path / "alpha.png", base=BASE, title=title)
+    path = plot_pareto(_evaluated("loss"), 125.0, 100.0, PICK, tmp_path / "alpha.png", base=BASE, title=title)
     _assert_png(path)
     ax = figures[0].axes[0]
     assert ax.get_title() == title
@@ -122,21 +122,23 @@ def test_plot_spos_scores_by_loss(tmp_path, monkeypatch):
     budget = [line for line in ax.lines if line.get_linestyle() == "--"]
     assert len(budget) == 1 and list(budget[0].get_xdata()) == [1.25, 1.25]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["evaluated", "budget", "base", "pick"]
+    assert legend == ["evaluated", "budget", "Pareto front", "base", "pick"]
+    front = [line for line in ax.lines if line.get_label() == "Pareto front"]
+    assert list(front[0].get_xdata()) == pytest.approx([1.0, 1.1, 1.2, 1.3, 1.4])  # each costlier one has a lower loss here
     # base at cost 100 / 100 with loss 2.0; the pick is the second record: cost 1.1, loss 1.9
     offsets = {name: tuple(collection.get_offsets()[0]) for name, collection in zip(("evaluated", "base", "pick"), ax.collections)}
     assert offsets["base"] == pytest.approx((1.0, 2.0))
     assert offsets["pick"] == pytest.approx((1.1, 1.9))
 
 
-def test_plot_spos_scores_with_legacy_fitness_and_no_base(tmp_path, monkeypatch):
+def test_plot_pareto_with_legacy_fitness_and_no_base(tmp_path, monkeypatch):
     figures = _capture_figure(monkeypatch)
-    path = plot_spos_scores(_evaluated("fitness"), 125.0, 100.0, PICK, tmp_path / "legacy.png")
+    path = plot_pareto(_evaluated("fitness"), 125.0, 100.0, PICK, tmp_path / "legacy.png")
     _assert_png(path)
     ax = figures[0].axes[0]
     assert "fitness" in ax.get_ylabel() and "higher is better" in ax.get_ylabel()
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["evaluated", "budget", "pick"]
-    assert plot_spos_scores([], 125.0, 100.0, PICK, tmp_path / "empty.png") is None
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["evaluated", "budget", "Pareto front", "pick"]
+    assert plot_pareto([], 125.0, 100.0, PICK, tmp_path / "empty.png") is None
 
 
 def _report() -> dict:

@@ -28,7 +28,8 @@ from autonn_nas.search.derive import derive_yaml, subnet_state_dict
 from autonn_nas.search.distributed import DistContext
 from autonn_nas.search.events import EventFn
 from autonn_nas.search.file_log import FilesRead, RecordingLoader
-from autonn_nas.search.report import plot_alpha, write_reports
+from autonn_nas.search.pareto import pareto_view
+from autonn_nas.search.report import plot_alpha, plot_pareto, write_reports
 from autonn_nas.search.result import SearchResult
 from autonn_nas.search.settings import SearchSettings
 from autonn_nas.train.coco_eval import coco_ground_truth_from_dataset
@@ -200,7 +201,9 @@ def _choose(run: TrainedSearch, evaluator: Evaluator, seconds: dict[str, float])
 def _confirm(run: TrainedSearch, evaluator: Evaluator, searched: Architecture, base: Architecture,
              seconds: dict[str, float]) -> dict[str, Any]:
     started = time.perf_counter()
-    if searched == base:
+    if not run.budget.allows(run.cost.cost(base)):  # a lightweight_level asked for less than the base costs
+        decision = confirm.base_over_budget(searched, base, run.cost.cost(base) / run.budget.limit)
+    elif searched == base:
         decision = confirm.decide(searched, base, None, None, evaluator.objective.name, seed=run.settings.seed)
     else:
         log.info("confirming %s against the base on %d held-out images the search did not use", searched,
@@ -271,6 +274,9 @@ def finish(run: TrainedSearch, started: float) -> tuple[SearchResult | None, dic
     plots = dict(artifacts.get("plots", {}))
     if "alpha" not in plots and plot_alpha(run.history, out / "alpha.png", pick=arch.to_dict(), title=title):
         plots["alpha"] = str(out / "alpha.png")
+    pareto = pareto_view(run, evaluator, arch, base)
+    if plot_pareto(pareto["points"], run.budget.limit, run.budget.base_cost, arch.to_dict(), out / "pareto.png", base=base.to_dict(), title=title):
+        plots["pareto"] = str(out / "pareto.png")
     files_read = atomic_write_json(out / "files_read.json", run.files.state_dict())
     seconds["final"] = time.perf_counter() - final_started
     seconds["total"] = time.perf_counter() - started  # of this process (a resumed run counts from the resume)
@@ -295,6 +301,7 @@ def finish(run: TrainedSearch, started: float) -> tuple[SearchResult | None, dic
         "searched": searched_entry,
         "base": base_entry,
         "probabilities": probabilities,
+        "pareto": pareto,
         "spos": artifacts.get("report"),
         "bn_recalibration_batches": evaluator.bn_batches,
         "history": run.history,

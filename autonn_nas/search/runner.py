@@ -21,7 +21,6 @@ import torch
 
 from autonn_nas.data.loader import search_loader
 from autonn_nas.models.choice import clear_mixture
-from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.models.yolo import Model, build_model
 from autonn_nas.search import distributed, events, final
 from autonn_nas.search.batch_size import fit_batch_size, halved_batch_size, is_out_of_memory
@@ -134,7 +133,7 @@ class SearchRun:
             self.model, self.objective, self.cost, self.budget, seed=s.seed, autocast=self.device.type == "cuda"
         )
         if self.dist.is_main and self.checkpoint is None:
-            excluded = {label: [n for n in CANDIDATES if n not in names] for label, names in self.strategy.allowed.items()}
+            excluded = {label: [n for n in self.strategy.names if n not in names] for label, names in self.strategy.allowed.items()}
             if any(excluded.values()):
                 log.info("the budget excludes (never sampled nor trained): %s",
                          "; ".join(f"{label}: {', '.join(names)}" for label, names in excluded.items() if names))

@@ -12,7 +12,7 @@ from typing import Mapping
 
 import torch
 
-from autonn_nas.models.yolo import Model
+from autonn_nas.models.yolo import Model, searchable_labels
 from autonn_nas.search.derive import inherit_base_weights
 from autonn_nas.utils.log import get_logger
 
@@ -40,18 +40,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(data)
 
 
-def read_architecture(path: str | Path) -> dict[str, str] | None:
-    """The architecture a checkpoint records (a search's bestmodel.pt has 'arch'), else None (a base model)."""
+def read_architecture(path: str | Path) -> tuple[dict[str, str] | None, dict | None]:
+    """The architecture and concrete model YAML a checkpoint records (a search's bestmodel.pt has 'arch' and
+    'model_yaml'), else None (a base model's state_dict)."""
     data = torch.load(Path(path), map_location="cpu", weights_only=True)
     arch = data.get("arch") if isinstance(data, Mapping) else None
-    return dict(arch) if isinstance(arch, Mapping) else None
+    model_yaml = data.get("model_yaml") if isinstance(data, Mapping) else None
+    concrete = isinstance(model_yaml, dict) and not searchable_labels(model_yaml)
+    return (dict(arch) if isinstance(arch, Mapping) else None), (dict(model_yaml) if concrete else None)
 
 
 def warm_start(supernet: Model, path: str | Path) -> None:
     state = read_state_dict(path)
-    arch = read_architecture(path)
+    arch, model_yaml = read_architecture(path)
     try:
-        inherit_base_weights(supernet, {k: v.to(next(supernet.parameters()).device) for k, v in state.items()}, arch)
+        # the recorded model YAML, when there is one: it fits a supernet of another search space too
+        inherit_base_weights(supernet, {k: v.to(next(supernet.parameters()).device) for k, v in state.items()},
+                             None if model_yaml else arch, source_cfg=model_yaml)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     log.info("warm start: every candidate begins from the weights in %s (%s)", path, f"architecture {arch}" if arch else "the base model")

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from autonn_nas.models.choice import MBottleneckCSP2, searchable_blocks, set_architecture
-from autonn_nas.models.search_space import BASE_CANDIDATE, CANDIDATES
+from autonn_nas.models.choice import MBottleneckCSP2, model_space, searchable_blocks, set_architecture
+from autonn_nas.models.search_space import BASE_CANDIDATE
 from autonn_nas.models.yolo import Model, build_model
 from autonn_nas.search.arch import base_architecture
 from autonn_nas.search.cost.table import CostTable
@@ -56,13 +56,14 @@ def counted_cost_table(model: Model, img_size: int, measure: str) -> CostTable:
     shapes = block_input_shapes(model, img_size)
     twin = _meta_twin(model).eval()
     blocks_of_twin = searchable_blocks(twin)
+    space = model_space(twin)
     blocks: dict[str, dict[str, float]] = {}
     for label, block in blocks_of_twin.items():
         x = torch.empty(1, *shapes[label], device="meta")
         if measure == "params":
-            blocks[label] = {name: float(parameter_count(block.candidates[name])) for name in CANDIDATES}
+            blocks[label] = {name: float(parameter_count(block.candidates[name])) for name in space.names}
         else:
-            blocks[label] = {name: _count_flops(block.candidates[name], x) for name in CANDIDATES}
+            blocks[label] = {name: _count_flops(block.candidates[name], x) for name in space.names}
     set_architecture(twin, base_architecture(blocks))
     if measure == "params":
         total = float(sum(parameter_count(layer) for layer in twin.model if not isinstance(layer, MBottleneckCSP2)))
@@ -71,4 +72,5 @@ def counted_cost_table(model: Model, img_size: int, measure: str) -> CostTable:
         fixed = _count_flops(twin, torch.empty(1, 3, img_size, img_size, device="meta")) - sum(
             entries[BASE_CANDIDATE] for entries in blocks.values()
         )
-    return CostTable(measure, fixed, blocks, img_size, source=f"counted on the model structure at {img_size}x{img_size}", input_shapes=shapes)
+    return CostTable(measure, fixed, blocks, img_size, source=f"counted on the model structure at {img_size}x{img_size}", input_shapes=shapes,
+                     space=space)
