@@ -218,3 +218,19 @@ def test_markdown_spos_line_names_the_score(score, wording):
               "spos": {"mode": "evolution", "evaluated": 5, "top": _evaluated(score)}}
     text = markdown_report(report)
     assert f"spos: evolution search, 5 architectures {wording} on the held-out images after BN recalibration." in text
+
+
+def test_markdown_pareto_section_lists_the_levels_and_the_front():
+    points = [{"architecture": dict(BASE), "cost": 100.0, "cost_ratio": 1.0, "loss": 1.5, "within_budget": False, "marks": ["base", "level 0"], "front": True},
+              {"architecture": dict(PICK), "cost": 80.0, "cost_ratio": 0.8, "loss": 1.6, "within_budget": True, "marks": ["shipped", "level 5"], "front": True},
+              {"architecture": {**PICK, "m_29": "k3_relu"}, "cost": 90.0, "cost_ratio": 0.9, "loss": 1.7, "within_budget": True, "marks": [], "front": False}]
+    levels = [{"level": level, "limit_ratio": 1 - 0.02 * level, "architecture": dict(BASE if level < 5 else PICK),
+               "cost_ratio": 1.0 if level < 5 else 0.8, "loss": 1.5 if level < 5 else 1.6} for level in range(11)]
+    report = {**_report(), "pareto": {"score": "held-out loss per image", "images": 12, "points": points, "levels": levels},
+              "files": {"plots": {"pareto": "/run/pareto.png"}}}
+    text = markdown_report(report).split("## Cost and held-out loss", 1)[1]
+    assert "3 architectures scored on 12 held-out images (held-out loss per image); plot: pareto.png" in text
+    assert "| 0 | 1.000 | k3_mish k3_mish k3_mish k3_mish | 1.000 | 1.5 |" in text
+    assert "| 10 | 0.800 | k3_relu k3_mish k3_leaky k3_mish | 0.800 | 1.6 |" in text
+    assert "| k3_relu k3_mish k3_leaky k3_mish | 0.800 | 1.6 | yes | shipped, level 5 |" in text
+    assert "k3_relu k3_mish k3_leaky k3_relu" not in text  # neither on the front nor the base or the shipped one
