@@ -1,5 +1,7 @@
 """After supernet training: choose the architecture, confirm it against the base architecture, evaluate
-both, and write the outputs (arch.json, neck_nas_model.yaml, bestmodel.pt, report.json/md, plots).
+both, and write the outputs (arch.json, neck_nas_model.yaml, bestmodel.pt, report.json/md, plots, the Pareto
+view of search/pareto.py). When the budget is below the base's cost (a lightweight_level), the base cannot
+ship and the searched architecture does, unconfirmed.
 
 Every sub-network evaluated here runs the supernet's shared weights after batch-norm recalibration on
 the training part. spos scores candidates on the held-out part; the confirmation (search/confirm.py:

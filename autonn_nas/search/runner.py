@@ -6,8 +6,8 @@ budget, supernet training (weight steps / architecture steps, a checkpoint every
 derived and the base architecture, bestmodel.pt), reports.
 
 Outputs in settings.out: search.log, last.pt (resumable), history.json, files_read.json, arch.json,
-neck_nas_model.yaml, bestmodel.pt, report.json, report.md, alpha.png (spos: its score-vs-cost scatter),
-cost_table.json.
+neck_nas_model.yaml, bestmodel.pt, report.json, report.md, alpha.png (proxyless, darts), pareto.png
+(cost against held-out loss, search/pareto.py), cost_table.json.
 """
 from __future__ import annotations
 
