@@ -276,7 +276,8 @@ def finish(run: TrainedSearch, started: float) -> tuple[SearchResult | None, dic
     plots = dict(artifacts.get("plots", {}))
     if "alpha" not in plots and plot_alpha(run.history, out / "alpha.png", pick=arch.to_dict(), title=title):
         plots["alpha"] = str(out / "alpha.png")
-    pareto = pareto_view(run, evaluator, arch, base)
+    pareto = pareto_view(run.strategy, run.cost, run.budget, s.budget, s.seed, lambda a: float(evaluator.holdout_score(a)[1]["loss"]),
+                         len(evaluator.score_set), arch, base)
     if plot_pareto(pareto["points"], run.budget.limit, run.budget.base_cost, arch.to_dict(), out / "pareto.png", base=base.to_dict(), title=title):
         plots["pareto"] = str(out / "pareto.png")
     files_read = atomic_write_json(out / "files_read.json", run.files.state_dict())

@@ -1,7 +1,6 @@
 """The search's human-facing outputs: report.json, report.md, alpha.png (candidate probabilities per
-block over the epochs; for spos, which has none, the held-out score against the cost of every evaluated
-architecture, with the budget line) and pareto.png (cost against held-out loss of the architectures the
-search scored or sampled, search/pareto.py)."""
+block over the epochs; spos has none) and pareto.png (held-out loss against cost of the architectures the
+search scored or sampled, search/pareto.py, with the Pareto front, the budget line, the base and the pick)."""
 from __future__ import annotations
 
 import io

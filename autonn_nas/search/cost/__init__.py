@@ -14,7 +14,8 @@ which the gradient strategies add to their architecture loss.
 The package, one idea per file: table.py (the additive table), counting.py (params and FLOPs on a meta
 twin), latency.py (measurement and its cache, tables measured elsewhere), build.py (the table a search
 uses), budget.py (the budget) and selection.py (what fits the budget, and the most probable architecture
-within it), runtimes.py (PyTorch or ONNX Runtime for a measurement). Everything is re-exported here.
+within it), runtimes.py (PyTorch or ONNX Runtime for a measurement), target_table.py (a target's table, what
+`autonn-nas latency-table` writes). Everything but target_table is re-exported here.
 """
 from autonn_nas.search.cost.budget import Budget, resolve_budget
 from autonn_nas.search.cost.build import build_cost_table

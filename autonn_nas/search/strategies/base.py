@@ -243,6 +243,11 @@ class SearchStrategy:
         takes a subset of the architectures, so the derived cost never grows as the budget shrinks."""
         return most_probable_within_budget(self.probabilities_dict(), self.cost, budget)
 
+    def scored(self) -> dict[Architecture, float] | None:
+        """The held-out loss of every architecture the strategy scored while deriving (the report's Pareto
+        view); None when it scores none, and the view then scores its own sample."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"name": self.name, "generator": self.generator.get_state(), "arch_steps": self.arch_steps}
         if self.alpha is not None:

@@ -73,6 +73,9 @@ class SposStrategy(SearchStrategy):
         )
         return self.evaluated[0].arch
 
+    def scored(self) -> dict[Architecture, float] | None:
+        return {e.arch: float(e.details["loss"]) for e in self.evaluated if "loss" in e.details} or None
+
     def derive_within(self, budget: Budget) -> Architecture | None:
         """The best scored architecture within `budget` (None when none of them fits it)."""
         return next((e.arch for e in self.evaluated if budget.allows(e.cost)), None)
