@@ -7,13 +7,15 @@ derived cost never rises with the level).
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/knob.py                      # coco128, small width: ~15 min on 1 CPU thread
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/knob.py --epochs 1 --img 96  # a quick look
 
-Writes <out>/knob.json (every level 0..10 of every measure, the runs' settings) and <out>/knob.md (the table of
-the levels asked for).
+Writes <out>/knob.json (every level 0..10 of every measure, the runs' settings), <out>/knob.md (the table of the
+levels asked for), <out>/latency_table.json and each run's pareto.png as <out>/pareto_<measure>.png; the run
+folders go to --runs.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--levels", type=int, nargs="+", default=[0, 3, 5, 8, 10])
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "knob"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "knob"), help="the table, the latency table, the plots")
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "knob"), help="the search run folders (checkpoints: hundreds of MB)")
     args = parser.parse_args(argv)
 
     from autonn_nas.cli import main as cli
@@ -54,13 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     runs = {}
     for measure in MEASURES:
         started = time.perf_counter()
-        settings = SearchSettings(data=args.data, cfg=args.cfg, out=str(out / measure), strategy=args.strategy, epochs=args.epochs,
+        settings = SearchSettings(data=args.data, cfg=args.cfg, out=str(Path(args.runs) / measure), strategy=args.strategy, epochs=args.epochs,
                                   img_size=args.img, batch_size=args.batch, width=args.width, depth=args.depth, workers=2, device="cpu",
                                   cost_measure=measure, latency_table=str(table) if measure == "latency" else None,
                                   lightweight_level=0, progress=False)
         result = run_search(settings)
         seconds[measure] = time.perf_counter() - started
         report = json.loads(result.report.read_text())
+        shutil.copyfile(result.out_dir / "pareto.png", out / f"pareto_{measure}.png")
         runs[measure] = {"levels": report["pareto"]["levels"], "source": report["cost_model"]["source"],
                          "scored_images": report["pareto"]["images"], "shipped": report["derived"]["architecture"]}
     record = {"settings": vars(args), "seconds": seconds, "runs": runs}

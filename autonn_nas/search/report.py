@@ -153,12 +153,14 @@ def plot_pareto(points: Sequence[Mapping[str, Any]], budget_limit: float, base_c
             best = e[key]
     if len(front) > 1:
         ax.step(*zip(*front), where="post", color="tab:green", linewidth=1.0, alpha=0.8, label="Pareto front")
+    same = base is not None and dict(base) == dict(chosen)  # the base shipped: one label, not two on top of each other
     for arch, name, style in ((base, "base", {"marker": "s", "s": 60, "color": "black"}),
                               (chosen, "pick", {"marker": "*", "s": 160, "color": "red"})):
         xy = point(arch)
         if xy is not None:
             ax.scatter([xy[0]], [xy[1]], label=name, zorder=3, edgecolors="black", linewidths=0.6, **style)
-            ax.annotate(name, xy, xytext=(6, 6), textcoords="offset points", fontsize=8)
+            if not (same and name == "base"):
+                ax.annotate("pick = base" if same else name, xy, xytext=(6, 6), textcoords="offset points", fontsize=8)
     ax.set_xlabel("cost / base model cost" if relative else "cost")
     ax.set_ylabel(_SCORE_AXIS[key])
     ax.grid(alpha=0.3)
