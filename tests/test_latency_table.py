@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from autonn_nas.cli import main
-from autonn_nas.models.search_space import EXTENDED_SPACE, SEED_SPACE
+from autonn_nas.models.search_space import SEED_SPACE
 from autonn_nas.models.yolo import build_model
 from autonn_nas.search.cost import build_cost_table
 from autonn_nas.search.cost.runtimes import available_runtimes
@@ -57,8 +57,8 @@ def test_search_reads_the_table_and_the_level_bites(ext_table, tmp_path, capsys)
     assert f"latency table {ext_table}" in (out / "report.md").read_text()
 
 
-def _search_error(table: Path, tmp_path: Path, capsys, cfg: str = EXT, img: str = "64") -> str:
-    code = main(["search", "--data", str(MINI), "--cfg", cfg, "--img", img, "--width", "0.125", "--depth", "0.33", "--epochs", "1",
+def _search_error(table: Path, tmp_path: Path, capsys, img: str = "64") -> str:
+    code = main(["search", "--data", str(MINI), "--cfg", EXT, "--img", img, "--width", "0.125", "--depth", "0.33", "--epochs", "1",
                  "--workers", "0", "--device", "cpu", "--cost-measure", "latency", "--latency-table", str(table),
                  "--out", str(tmp_path / "bad_run"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -66,34 +66,42 @@ def _search_error(table: Path, tmp_path: Path, capsys, cfg: str = EXT, img: str 
     return err[-1]
 
 
+def test_the_search_stops_with_one_line_naming_the_table(ext_table, tmp_path, capsys):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    line = _search_error(broken, tmp_path, capsys)
+    assert line.startswith("autonn-nas search: latency table") and str(broken) in line and "is not valid JSON" in line
+    line = _search_error(ext_table, tmp_path, capsys, img="96")
+    assert str(ext_table) in line and "measured at image size 64, this search runs at 96" in line
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    return {cfg: build_model(cfg, nc=2, width=0.125, depth=0.33) for cfg in (EXT, "yolov4-p5-search.yaml")}
+
+
 @pytest.mark.parametrize("case, message", [
-    ("not json", "is not valid JSON"),
     ("no blocks", "expected a JSON object like"),
     ("other space", "was measured for the extended search space, this search uses the seed one"),
     ("missing candidate", "block m_21 lacks candidate(s) k3_relu_h50"),
     ("negative", "k3_relu must be milliseconds"),
+    ("other width", "block m_16 was measured on 64x4x4 inputs, this model's are 128x4x4 (another width or image size)"),
 ])
-def test_a_malformed_or_mismatched_table_is_a_one_line_error_naming_the_file(ext_table, tmp_path, capsys, case, message):
+def test_a_malformed_or_mismatched_table_names_the_file_and_the_problem(ext_table, tiny_models, tmp_path, case, message):
     table = json.loads(ext_table.read_text())
-    cfg = EXT
+    model = tiny_models[EXT]
     if case == "other space":
-        cfg = "yolov4-p5-search.yaml"
+        model = tiny_models["yolov4-p5-search.yaml"]
     elif case == "missing candidate":
         del table["blocks"]["m_21"]["k3_relu_h50"]
     elif case == "negative":
         table["blocks"]["m_16"]["k3_relu"] = -1
     elif case == "no blocks":
         del table["blocks"]
+    elif case == "other width":
+        model = build_model(EXT, nc=2, width=0.25, depth=0.33)  # the blocks' inputs differ
     path = tmp_path / "target.json"
-    path.write_text("{not json" if case == "not json" else json.dumps(table))
-    line = _search_error(path, tmp_path, capsys, cfg)
-    assert str(path) in line and message in line
-
-
-def test_a_table_of_another_image_size_or_width_is_refused(ext_table, tmp_path, capsys):
-    line = _search_error(ext_table, tmp_path, capsys, img="96")
-    assert str(ext_table) in line and "measured at image size 64, this search runs at 96" in line
-    model = build_model(EXT, nc=2, width=0.25, depth=0.33)  # another width: the blocks' inputs differ
-    with pytest.raises(ValueError, match=r"block m_16 was measured on 64x4x4 inputs, this model's are 128x4x4"):
-        build_cost_table(model, 64, "latency", torch.device("cpu"), latency_table=ext_table)
-    assert len(EXTENDED_SPACE) == 36
+    path.write_text(json.dumps(table))
+    with pytest.raises(ValueError) as error:
+        build_cost_table(model, 64, "latency", torch.device("cpu"), latency_table=path)
+    assert str(path) in str(error.value) and message in str(error.value) and "\n" not in str(error.value)
