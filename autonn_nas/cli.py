@@ -23,6 +23,7 @@ PROG = "autonn-nas"
 COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("search", "neck architecture search: supernet, strategy, derived model YAML, weights and report"),
     "summary": ("summary", "per-layer table, parameters and GFLOPs of a model YAML"),
+    "latency-table": ("latency_table", "measure every searchable block's candidates on this device: a target's latency table for --latency-table"),
     "derive": ("derive", "write the concrete model YAML of an architecture JSON"),
     "serve": ("serve", "run the pipeline stage's HTTP server (TANGO neck_nas container)"),
     "demo": ("demo", "run the whole stage on the embedded demo project with a PM stub, on loopback"),

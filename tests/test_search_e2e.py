@@ -55,8 +55,8 @@ def test_search_writes_a_derived_model_within_budget(strategy, searches):
     out = result.out_dir
     for name in ("arch.json", "neck_nas_model.yaml", "bestmodel.pt", "report.json", "report.md", "last.pt", "history.json", "files_read.json", "cost_table.json"):
         assert (out / name).is_file(), name
-    assert (out / "alpha.png").is_file() and not (out / "spos_scores.png").exists()
-    assert json.loads(result.report.read_text())["files"]["plots"] == {"alpha": str(out / "alpha.png")}
+    plots = {"pareto": str(out / "pareto.png")} | ({} if strategy == "spos" else {"alpha": str(out / "alpha.png")})  # spos: no probabilities
+    assert json.loads(result.report.read_text())["files"]["plots"] == plots and all(Path(p).is_file() for p in plots.values())
     assert Architecture.load(out / "arch.json") == result.arch
     report = json.loads(result.report.read_text())
     assert report["derived"]["within_budget"] and report["derived"]["cost"] <= report["budget"]["limit"] * (1 + 1e-9)

@@ -8,7 +8,7 @@ from PIL import Image
 
 from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.search import report as report_module
-from autonn_nas.search.report import markdown_report, plot_alpha, plot_spos_scores
+from autonn_nas.search.report import markdown_report, plot_alpha, plot_pareto
 
 LABELS = ("m_16", "m_21", "m_25", "m_29")
 BASE = {label: "k3_mish" for label in LABELS}
@@ -110,10 +110,10 @@ def _evaluated(score: str) -> list[dict]:
     return records
 
 
-def test_plot_spos_scores_by_loss(tmp_path, monkeypatch):
+def test_plot_pareto_by_loss(tmp_path, monkeypatch):
     figures = _capture_figure(monkeypatch)
     title = "spos search on coco128: shipped the derived architecture"
-    path = plot_spos_scores(_evaluated("loss"), 125.0, 100.0, PICK, tmp_path / "alpha.png", base=BASE, title=title)
+    path = plot_pareto(_evaluated("loss"), 125.0, 100.0, PICK, tmp_path / "alpha.png", base=BASE, title=title)
     _assert_png(path)
     ax = figures[0].axes[0]
     assert ax.get_title() == title
@@ -122,21 +122,23 @@ def test_plot_spos_scores_by_loss(tmp_path, monkeypatch):
     budget = [line for line in ax.lines if line.get_linestyle() == "--"]
     assert len(budget) == 1 and list(budget[0].get_xdata()) == [1.25, 1.25]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["evaluated", "budget", "base", "pick"]
+    assert legend == ["evaluated", "budget", "Pareto front", "base", "pick"]
+    front = [line for line in ax.lines if line.get_label() == "Pareto front"]
+    assert list(front[0].get_xdata()) == pytest.approx([1.0, 1.1, 1.2, 1.3, 1.4])  # each costlier one has a lower loss here
     # base at cost 100 / 100 with loss 2.0; the pick is the second record: cost 1.1, loss 1.9
     offsets = {name: tuple(collection.get_offsets()[0]) for name, collection in zip(("evaluated", "base", "pick"), ax.collections)}
     assert offsets["base"] == pytest.approx((1.0, 2.0))
     assert offsets["pick"] == pytest.approx((1.1, 1.9))
 
 
-def test_plot_spos_scores_with_legacy_fitness_and_no_base(tmp_path, monkeypatch):
+def test_plot_pareto_with_legacy_fitness_and_no_base(tmp_path, monkeypatch):
     figures = _capture_figure(monkeypatch)
-    path = plot_spos_scores(_evaluated("fitness"), 125.0, 100.0, PICK, tmp_path / "legacy.png")
+    path = plot_pareto(_evaluated("fitness"), 125.0, 100.0, PICK, tmp_path / "legacy.png")
     _assert_png(path)
     ax = figures[0].axes[0]
     assert "fitness" in ax.get_ylabel() and "higher is better" in ax.get_ylabel()
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["evaluated", "budget", "pick"]
-    assert plot_spos_scores([], 125.0, 100.0, PICK, tmp_path / "empty.png") is None
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["evaluated", "budget", "Pareto front", "pick"]
+    assert plot_pareto([], 125.0, 100.0, PICK, tmp_path / "empty.png") is None
 
 
 def _report() -> dict:
@@ -216,3 +218,19 @@ def test_markdown_spos_line_names_the_score(score, wording):
               "spos": {"mode": "evolution", "evaluated": 5, "top": _evaluated(score)}}
     text = markdown_report(report)
     assert f"spos: evolution search, 5 architectures {wording} on the held-out images after BN recalibration." in text
+
+
+def test_markdown_pareto_section_lists_the_levels_and_the_front():
+    points = [{"architecture": dict(BASE), "cost": 100.0, "cost_ratio": 1.0, "loss": 1.5, "within_budget": False, "marks": ["base", "level 0"], "front": True},
+              {"architecture": dict(PICK), "cost": 80.0, "cost_ratio": 0.8, "loss": 1.6, "within_budget": True, "marks": ["shipped", "level 5"], "front": True},
+              {"architecture": {**PICK, "m_29": "k3_relu"}, "cost": 90.0, "cost_ratio": 0.9, "loss": 1.7, "within_budget": True, "marks": [], "front": False}]
+    levels = [{"level": level, "limit_ratio": 1 - 0.02 * level, "architecture": dict(BASE if level < 5 else PICK),
+               "cost_ratio": 1.0 if level < 5 else 0.8, "loss": 1.5 if level < 5 else 1.6} for level in range(11)]
+    report = {**_report(), "pareto": {"score": "held-out loss per image", "images": 12, "points": points, "levels": levels},
+              "files": {"plots": {"pareto": "/run/pareto.png"}}}
+    text = markdown_report(report).split("## Cost and held-out loss", 1)[1]
+    assert "3 architectures scored on 12 held-out images (held-out loss per image); plot: pareto.png" in text
+    assert "| 0 | 1.000 | k3_mish k3_mish k3_mish k3_mish | 1.000 | 1.5 |" in text
+    assert "| 10 | 0.800 | k3_relu k3_mish k3_leaky k3_mish | 0.800 | 1.6 |" in text
+    assert "| k3_relu k3_mish k3_leaky k3_mish | 0.800 | 1.6 | yes | shipped, level 5 |" in text
+    assert "k3_relu k3_mish k3_leaky k3_relu" not in text  # neither on the front nor the base or the shipped one

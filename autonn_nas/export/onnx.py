@@ -48,13 +48,19 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str | Path, dyna
     return atomic_write_bytes(path, proto.SerializeToString())
 
 
-def onnx_session(path: str | Path, threads: int | None = None) -> Any:
-    """An onnxruntime CPU session (threads: intra-op threads, None = onnxruntime's default)."""
+def onnx_session(path: str | Path, threads: int | None = None, device: str = "cpu") -> Any:
+    """An onnxruntime session on the CPU, or with device "cuda" on the GPU (threads: intra-op threads, None =
+    onnxruntime's default)."""
     ort = require("onnxruntime", "Running an ONNX model")
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    providers = ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ValueError("this onnxruntime has no CUDA provider (install onnxruntime-gpu), so it cannot run on the GPU")
+        providers.insert(0, "CUDAExecutionProvider")
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
 
 
 def run_onnx(session: Any, images: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
-"""The searchable block: all six candidates of the neck search space, with their own weights.
+"""The searchable block: every candidate of its search space (the seed's six, or the extended space's), each
+with its own weights.
 
 MBottleneckCSP2 runs in one of three modes, chosen by attributes set from outside (search strategies):
 - `active` (a candidate name, default BASE_CANDIDATE): run that one candidate;
-- `mixture` (a tensor of len(CANDIDATES) weights, or None): run every candidate and sum the weighted
+- `mixture` (a tensor of one weight per candidate of `space`, or None): run every candidate and sum the weighted
   outputs (DARTS-style relaxation); takes precedence over `active`;
 - `gate` (a scalar tensor, or None): multiply the single active path's output.
 `allowed` (candidate names, default all) limits what a mixture runs: a strategy excludes the
@@ -19,10 +20,10 @@ from torch import nn
 from .common import BottleneckCSP2
 from .search_space import (
     BASE_CANDIDATE,
-    CANDIDATE_OPS,
-    CANDIDATES,
+    SEED_SPACE,
+    ArchitectureError,
+    SearchSpace,
     block_label,
-    candidate,
     label_sort_key,
     validate_choices,
 )
@@ -31,15 +32,21 @@ _MODE_ATTRIBUTES = ("active", "mixture", "gate")
 
 
 class MBottleneckCSP2(nn.Module):
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = False, g: int = 1, e: float = 0.5):
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = False, g: int = 1, e: float = 0.5,
+                 space: SearchSpace = SEED_SPACE, row_number: int | None = None, depth_multiple: float = 1.0):
+        """`n` is the row's repeats after depth_multiple; a candidate with its own depth builds
+        space.repeats(op, row_number, depth_multiple) bottlenecks (row_number: the row's YAML number)."""
         super().__init__()
-        self.candidates = nn.ModuleDict(
-            {name: BottleneckCSP2(c1, c2, n, shortcut, g, e, k=op.kernel, act=op.act) for name, op in CANDIDATE_OPS.items()}
-        )
+        self.space = space
+        self.candidates = nn.ModuleDict({
+            op.name: BottleneckCSP2(c1, c2, n if op.depth is None else space.repeats(op, row_number or n, depth_multiple),
+                                    shortcut, g, e, k=op.kernel, act=op.act, hidden=op.hidden)
+            for op in space.candidates
+        })
         self.active = BASE_CANDIDATE
         self.mixture = None
         self.gate = None
-        self.allowed: tuple[str, ...] = tuple(CANDIDATE_OPS)
+        self.allowed: tuple[str, ...] = space.names
 
     def __setattr__(self, name: str, value) -> None:
         if name in _MODE_ATTRIBUTES:
@@ -57,16 +64,16 @@ class MBottleneckCSP2(nn.Module):
         state["gate"] = None
         return state
 
-    @staticmethod
-    def _checked_mode(name: str, value):
+    def _checked_mode(self, name: str, value):
         if name == "active":
-            return candidate(value).name
+            return self.space.candidate(value).name
         if value is None:
             return None
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"MBottleneckCSP2.{name} must be a tensor or None, got {type(value).__name__}")
-        if name == "mixture" and tuple(value.shape) != (len(CANDIDATES),):
-            raise ValueError(f"MBottleneckCSP2.mixture must have shape ({len(CANDIDATES)},) (one weight per candidate in {CANDIDATES}), got {tuple(value.shape)}")
+        names = self.space.names
+        if name == "mixture" and tuple(value.shape) != (len(names),):
+            raise ValueError(f"MBottleneckCSP2.mixture must have shape ({len(names)},) (one weight per candidate in {names}), got {tuple(value.shape)}")
         if name == "gate" and value.numel() != 1:
             raise ValueError(f"MBottleneckCSP2.gate must be a scalar tensor, got shape {tuple(value.shape)}")
         return value
@@ -96,11 +103,19 @@ def searchable_blocks(model: nn.Module) -> dict[str, MBottleneckCSP2]:
     return dict(sorted(blocks.items(), key=lambda item: label_sort_key(item[0])))
 
 
+def model_space(model: nn.Module) -> SearchSpace:
+    """The search space of a supernet's blocks (one space for all of them; the seed's for a concrete model)."""
+    spaces = {block.space for block in searchable_blocks(model).values()}
+    if len(spaces) > 1:
+        raise ArchitectureError(f"the searchable blocks resolve to different candidate sets ({len(spaces)}); give every searchable row the same number")
+    return spaces.pop() if spaces else SEED_SPACE
+
+
 def set_architecture(model: nn.Module, arch: Mapping[str, str]) -> None:
     """Make the model run exactly `arch` (label -> candidate): sets each block's active candidate and
     clears any mixture and gate. `arch` must name every searchable block of the model."""
     blocks = searchable_blocks(model)
-    validate_choices(arch, blocks)
+    validate_choices(arch, blocks, model_space(model))
     for label, block in blocks.items():
         block.active = arch[label]
         block.mixture = None

@@ -86,12 +86,15 @@ class BottleneckCSP(nn.Module):
 
 
 class BottleneckCSP2(nn.Module):
-    """CSP bottleneck of the neck (hidden = c2). `k` and `act` make the search candidates:
-    k is the bottlenecks' spatial kernel, act the activation of every conv and of the post-BN act."""
+    """CSP bottleneck of the neck (hidden = c2). `k`, `act` and `hidden` make the search candidates:
+    k is the bottlenecks' spatial kernel, act the activation of every conv and of the post-BN act, hidden
+    the hidden channels relative to c2 (the extended search space's narrower blocks; Scaled-YOLOv4: 1.0)."""
 
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = False, g: int = 1, e: float = 0.5, k: int = 3, act: str = DEFAULT_ACTIVATION):
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = False, g: int = 1, e: float = 0.5, k: int = 3,
+                 act: str = DEFAULT_ACTIVATION, hidden: float = 1.0):
         super().__init__()
-        c_ = int(c2)  # Scaled-YOLOv4 ignores e here; kept in the signature for YAML compatibility
+        # Scaled-YOLOv4 ignores e here (kept in the signature for YAML compatibility): its hidden width is c2
+        c_ = int(c2 * hidden)
         self.cv1 = Conv(c1, c_, 1, 1, act=act)
         self.cv2 = nn.Conv2d(c_, c_, 1, 1, bias=False)
         self.cv3 = Conv(2 * c_, c2, 1, 1, act=act)

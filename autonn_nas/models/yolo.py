@@ -18,7 +18,7 @@ from torch import nn
 
 from .choice import MBottleneckCSP2
 from .common import Bottleneck, BottleneckCSP, BottleneckCSP2, Concat, Conv, Detect, SPPCSP
-from .search_space import SEARCHABLE_MODULE, block_label
+from .search_space import SEARCHABLE_MODULE, SPACE_KEY, ArchitectureError, SearchSpace, block_label, scale_depth, search_space
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head")
@@ -26,6 +26,7 @@ REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone"
 # How the parser treats a module's args:
 #   conv   - args start with c2; c1 is prepended and c2 scaled by width_multiple
 #   csp    - like conv, and the repeat count is passed into the module (built once, n blocks inside)
+#   choice - like csp, and the module also gets the config's search space resolved for the row
 #   concat - output channels are the sum of the inputs'
 #   detect - the inputs' channels are appended to args
 #   same   - output channels equal the input's (args untouched)
@@ -35,7 +36,7 @@ MODULES: dict[str, tuple[type[nn.Module], str]] = {
     "Bottleneck": (Bottleneck, "conv"),
     "BottleneckCSP": (BottleneckCSP, "csp"),
     "BottleneckCSP2": (BottleneckCSP2, "csp"),
-    SEARCHABLE_MODULE: (MBottleneckCSP2, "csp"),
+    SEARCHABLE_MODULE: (MBottleneckCSP2, "choice"),
     "SPPCSP": (SPPCSP, "csp"),
     "Concat": (Concat, "concat"),
     "nn.Upsample": (nn.Upsample, "same"),
@@ -106,6 +107,22 @@ def searchable_labels(cfg: dict) -> list[str]:
     return [block_label(i) for i, row in enumerate(config_rows(cfg)) if len(row) == 4 and row[2] == SEARCHABLE_MODULE]
 
 
+def config_space(cfg: dict) -> SearchSpace:
+    """The search space a config's searchable rows choose from, resolved for its rows and depth_multiple
+    (the seed's when the config names none). ConfigError when the rows would resolve to different sets."""
+    try:
+        space = search_space(cfg.get(SPACE_KEY))
+    except ArchitectureError as exc:
+        raise ConfigError(str(exc)) from None
+    numbers = sorted({row[1] for row in config_rows(cfg)
+                      if isinstance(row, (list, tuple)) and len(row) == 4 and row[2] == SEARCHABLE_MODULE and isinstance(row[1], int)})
+    resolved = {space.resolve(number, cfg["depth_multiple"]) for number in numbers}
+    if len(resolved) > 1:
+        raise ConfigError(f"{SPACE_KEY} {space.name}: searchable rows with numbers {numbers} would choose from different "
+                          "candidates; give every searchable row the same number")
+    return resolved.pop() if resolved else space
+
+
 def make_divisible(x: float, divisor: int = 8) -> int:
     return math.ceil(x / divisor) * divisor
 
@@ -140,6 +157,10 @@ def parse_model(cfg: dict, ch_in: int = 3, source: str = "<config dict>") -> tup
     save: list[int] = []
     rows = config_rows(cfg)
     n_backbone = len(cfg["backbone"])
+    try:
+        space = config_space(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
     def where(i: int) -> str:
         section, row = ("backbone", i) if i < n_backbone else ("head", i - n_backbone)
@@ -166,14 +187,17 @@ def parse_model(cfg: dict, ch_in: int = 3, source: str = "<config dict>") -> tup
                 raise _RowError(f"'from' must be an integer or a list of integers, got {f!r}")
             cls, kind = MODULES[name]
             args = [constants.get(a, a) if isinstance(a, str) else a for a in (args or [])]
-            n = max(round(n * gd), 1) if n > 1 else n
+            row_number, n = n, scale_depth(n, gd)
             sources = [source_of(j, i) for j in ([f] if isinstance(f, int) else f)]
             c1, stride = sources[0]
-            if kind in ("conv", "csp"):
+            options = {}
+            if kind in ("conv", "csp", "choice"):
                 c2 = make_divisible(args[0] * gw, 8)
                 args = [c1, c2, *args[1:]]
-                if kind == "csp":
+                if kind in ("csp", "choice"):
                     args.insert(2, n)
+                if kind == "choice":
+                    options = dict(space=space, row_number=row_number, depth_multiple=gd)
             elif kind == "concat":
                 c2 = sum(c for c, _ in sources)
                 if len({s for _, s in sources}) > 1:
@@ -183,8 +207,8 @@ def parse_model(cfg: dict, ch_in: int = 3, source: str = "<config dict>") -> tup
                 c2 = 0
             else:
                 c2 = c1
-            repeats = 1 if kind == "csp" else n
-            module = nn.Sequential(*(cls(*args) for _ in range(repeats))) if repeats > 1 else cls(*args)
+            repeats = 1 if kind in ("csp", "choice") else n
+            module = nn.Sequential(*(cls(*args) for _ in range(repeats))) if repeats > 1 else cls(*args, **options)
         except _RowError as exc:
             raise ConfigError(f"{where(i)}: {exc}") from None
         except (TypeError, ValueError, IndexError) as exc:

@@ -10,8 +10,9 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 from autonn_nas.models.search_space import (
     BASE_CANDIDATE,
-    CANDIDATES,
+    SEED_SPACE,
     ArchitectureError,
+    SearchSpace,
     label_sort_key,
     validate_choices,
 )
@@ -68,22 +69,23 @@ class Architecture(Mapping[str, str]):
         """A copy with some blocks' candidates changed."""
         return Architecture({**dict(self._items), **choices})
 
-    def indices(self) -> tuple[int, ...]:
-        """Each block's candidate as its index in CANDIDATES (the order of mixture weights and logits)."""
-        return tuple(CANDIDATES.index(name) for _, name in self._items)
+    def indices(self, space: SearchSpace = SEED_SPACE) -> tuple[int, ...]:
+        """Each block's candidate as its index in the space (the order of mixture weights and logits)."""
+        return tuple(space.index(name) for _, name in self._items)
 
     @classmethod
-    def from_indices(cls, labels: Sequence[str], indices: Sequence[int]) -> "Architecture":
+    def from_indices(cls, labels: Sequence[str], indices: Sequence[int], space: SearchSpace = SEED_SPACE) -> "Architecture":
         if len(labels) != len(indices):
             raise ArchitectureError(f"{len(labels)} labels but {len(indices)} candidate indices")
+        names = space.names
         for label, index in zip(labels, indices):
-            if not 0 <= int(index) < len(CANDIDATES):
-                raise ArchitectureError(f"block {label}: candidate index {index} out of range 0..{len(CANDIDATES) - 1} ({', '.join(CANDIDATES)})")
-        return cls({label: CANDIDATES[int(index)] for label, index in zip(labels, indices)})
+            if not 0 <= int(index) < len(names):
+                raise ArchitectureError(f"block {label}: candidate index {index} out of range 0..{len(names) - 1} ({', '.join(names)})")
+        return cls({label: names[int(index)] for label, index in zip(labels, indices)})
 
-    def validate(self, labels: Iterable[str]) -> "Architecture":
-        """Check that this names exactly `labels` (a model's searchable blocks), each with a known candidate."""
-        validate_choices(dict(self._items), labels)
+    def validate(self, labels: Iterable[str], space: SearchSpace = SEED_SPACE) -> "Architecture":
+        """Check that this names exactly `labels` (a model's searchable blocks), each with a candidate of `space`."""
+        validate_choices(dict(self._items), labels, space)
         return self
 
     # serialisation
@@ -128,8 +130,8 @@ def base_architecture(labels: Iterable[str]) -> Architecture:
     return Architecture({label: BASE_CANDIDATE for label in labels})
 
 
-def enumerate_space(labels: Iterable[str]) -> Iterator[Architecture]:
-    """Every architecture of the space, len(CANDIDATES) ** len(labels) of them, in candidate order."""
+def enumerate_space(labels: Iterable[str], space: SearchSpace = SEED_SPACE) -> Iterator[Architecture]:
+    """Every architecture of the space, len(space) ** len(labels) of them, in candidate order."""
     labels = sorted(labels, key=label_sort_key)
-    for names in itertools.product(CANDIDATES, repeat=len(labels)):
+    for names in itertools.product(space.names, repeat=len(labels)):
         yield Architecture(zip(labels, names))

@@ -32,6 +32,14 @@ def paired_bootstrap_interval(differences: torch.Tensor, confidence: float = CON
     return float(low), float(high)
 
 
+def base_over_budget(searched: Mapping[str, str], base: Mapping[str, str], base_to_limit: float) -> dict[str, Any]:
+    """The decision when the base costs more than the budget (a lightweight_level asked for a lighter model):
+    the base cannot ship, so the searched architecture, the best the strategy found within the budget, does."""
+    return {"searched": dict(searched), "base": dict(base), "confirmation": None, "base_over_budget": True, "shipped": "derived",
+            "reason": f"the base architecture costs {base_to_limit:.3f} x the budget, so the searched architecture (the best "
+                      "the search found within the budget) ships without a comparison against it"}
+
+
 def decide(searched: Mapping[str, str], base: Mapping[str, str], derived_losses: torch.Tensor | None,
            base_losses: torch.Tensor | None, objective: str, seed: int = 0) -> dict[str, Any]:
     """The decision record (report.json's "decision"): what ships, why, and the numbers behind it."""

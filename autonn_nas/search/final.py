@@ -1,5 +1,7 @@
 """After supernet training: choose the architecture, confirm it against the base architecture, evaluate
-both, and write the outputs (arch.json, neck_nas_model.yaml, bestmodel.pt, report.json/md, plots).
+both, and write the outputs (arch.json, neck_nas_model.yaml, bestmodel.pt, report.json/md, plots, the Pareto
+view of search/pareto.py). When the budget is below the base's cost (a lightweight_level), the base cannot
+ship and the searched architecture does, unconfirmed.
 
 Every sub-network evaluated here runs the supernet's shared weights after batch-norm recalibration on
 the training part. spos scores candidates on the held-out part; the confirmation (search/confirm.py:
@@ -28,7 +30,8 @@ from autonn_nas.search.derive import derive_yaml, model_sizes, subnet_state_dict
 from autonn_nas.search.distributed import DistContext
 from autonn_nas.search.events import EventFn
 from autonn_nas.search.file_log import FilesRead, RecordingLoader
-from autonn_nas.search.report import plot_alpha, write_reports
+from autonn_nas.search.pareto import pareto_view
+from autonn_nas.search.report import plot_alpha, plot_pareto, write_reports
 from autonn_nas.search.result import SearchResult
 from autonn_nas.search.settings import SearchSettings
 from autonn_nas.train.coco_eval import coco_ground_truth_from_dataset
@@ -209,7 +212,9 @@ def _choose(run: TrainedSearch, evaluator: Evaluator, seconds: dict[str, float])
 def _confirm(run: TrainedSearch, evaluator: Evaluator, searched: Architecture, base: Architecture,
              seconds: dict[str, float]) -> dict[str, Any]:
     started = time.perf_counter()
-    if searched == base:
+    if not run.budget.allows(run.cost.cost(base)):  # a lightweight_level asked for less than the base costs
+        decision = confirm.base_over_budget(searched, base, run.cost.cost(base) / run.budget.limit)
+    elif searched == base:
         decision = confirm.decide(searched, base, None, None, evaluator.objective.name, seed=run.settings.seed)
     else:
         log.info("confirming %s against the base on %d held-out images the search did not use", searched,
@@ -283,6 +288,10 @@ def finish(run: TrainedSearch, started: float) -> tuple[SearchResult | None, dic
     plots = dict(artifacts.get("plots", {}))
     if "alpha" not in plots and plot_alpha(run.history, out / "alpha.png", pick=arch.to_dict(), title=title):
         plots["alpha"] = str(out / "alpha.png")
+    pareto = pareto_view(run.strategy, run.cost, run.budget, s.budget, s.seed, lambda a: float(evaluator.holdout_score(a)[1]["loss"]),
+                         len(evaluator.score_set), arch, base)
+    if plot_pareto(pareto["points"], run.budget.limit, run.budget.base_cost, arch.to_dict(), out / "pareto.png", base=base.to_dict(), title=title):
+        plots["pareto"] = str(out / "pareto.png")
     files_read = atomic_write_json(out / "files_read.json", run.files.state_dict())
     seconds["final"] = time.perf_counter() - final_started
     seconds["total"] = time.perf_counter() - started  # of this process (a resumed run counts from the resume)
@@ -307,6 +316,7 @@ def finish(run: TrainedSearch, started: float) -> tuple[SearchResult | None, dic
         "searched": searched_entry,
         "base": base_entry,
         "probabilities": probabilities,
+        "pareto": pareto,
         "spos": artifacts.get("report"),
         "bn_recalibration_batches": evaluator.bn_batches,
         "history": run.history,

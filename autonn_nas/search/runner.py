@@ -7,9 +7,9 @@ derived and the base architecture, bestmodel.pt), reports, then the retrain (sea
 network fine-tuned from its inherited weights; bestmodel.pt and the reports then describe the fine-tuned model).
 
 Outputs in settings.out: search.log, last.pt (resumable), history.json, files_read.json, arch.json,
-neck_nas_model.yaml, bestmodel.pt, report.json, report.md, alpha.png (spos: its score-vs-cost scatter),
-cost_table.json (RUN_ARTEFACTS), retrain/ (the retrain's run folder, resumable); a fresh search into a folder that holds
-them removes them first.
+neck_nas_model.yaml, bestmodel.pt, report.json, report.md, alpha.png (proxyless, darts), pareto.png
+(cost against held-out loss, search/pareto.py), cost_table.json (RUN_ARTEFACTS), retrain/ (the retrain's run
+folder, resumable); a fresh search into a folder that holds them removes them first.
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ import torch
 
 from autonn_nas.data.loader import search_loader
 from autonn_nas.models.choice import clear_mixture
-from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.models.yolo import Model, build_model
 from autonn_nas.search import distributed, events, final, retrain
 from autonn_nas.search.batch_size import fit_batch_size, halved_batch_size, is_out_of_memory
@@ -61,7 +60,7 @@ RESUME_OVERRIDABLE = ("device", "workers", "out", "resume", "progress", "nproc")
 # what a search writes into its folder (strategies' files included); a fresh search removes them from a reused
 # folder first, so two runs never mix (the stage's own files in its run folder are not among them)
 RUN_ARTEFACTS = ("search.log", "last.pt", "history.json", "files_read.json", "arch.json", "neck_nas_model.yaml", "bestmodel.pt",
-                 "report.json", "report.md", "alpha.png", "cost_table.json", "spos_evaluated.json")
+                 "report.json", "report.md", "alpha.png", "pareto.png", "cost_table.json", "spos_evaluated.json")
 
 
 class _WorldScaledLoss:
@@ -148,7 +147,7 @@ class SearchRun:
             self.model, self.objective, self.cost, self.budget, seed=s.seed, autocast=self.device.type == "cuda"
         )
         if self.dist.is_main and self.checkpoint is None:
-            excluded = {label: [n for n in CANDIDATES if n not in names] for label, names in self.strategy.allowed.items()}
+            excluded = {label: [n for n in self.strategy.names if n not in names] for label, names in self.strategy.allowed.items()}
             if any(excluded.values()):
                 log.info("the budget excludes (never sampled nor trained): %s",
                          "; ".join(f"{label}: {', '.join(names)}" for label, names in excluded.items() if names))

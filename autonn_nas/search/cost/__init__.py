@@ -13,7 +13,9 @@ which the gradient strategies add to their architecture loss.
 
 The package, one idea per file: table.py (the additive table), counting.py (params and FLOPs on a meta
 twin), latency.py (measurement and its cache, tables measured elsewhere), build.py (the table a search
-uses), budget.py (the budget) and selection.py (what fits the budget). Everything is re-exported here.
+uses), budget.py (the budget) and selection.py (what fits the budget, and the most probable architecture
+within it), runtimes.py (PyTorch or ONNX Runtime for a measurement), target_table.py (a target's table, what
+`autonn-nas latency-table` writes). Everything but target_table is re-exported here.
 """
 from autonn_nas.search.cost.budget import Budget, resolve_budget
 from autonn_nas.search.cost.build import build_cost_table
@@ -26,6 +28,7 @@ from autonn_nas.search.cost.latency import (
     measured_latency_table,
 )
 from autonn_nas.search.cost.selection import (
+    FeasibleSet,
     admissible_candidates,
     admissible_mask,
     feasible_architectures,
@@ -38,6 +41,7 @@ __all__ = [
     "UNITS",
     "Budget",
     "CostTable",
+    "FeasibleSet",
     "admissible_candidates",
     "admissible_mask",
     "block_input_shapes",

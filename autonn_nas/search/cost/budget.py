@@ -25,8 +25,8 @@ class Budget:
     @property
     def level_without_effect(self) -> bool:
         """A lightweight_level above 0 that cannot tighten anything: the requested budget already is the cheapest
-        architecture's cost. With params or FLOPs and a budget of 1.0 that is always so, because every 3x3
-        candidate costs what the base block costs (activations are free in those measures)."""
+        architecture's cost. With params or FLOPs, the seed's space and a budget of 1.0 that is always so, because
+        every 3x3 candidate costs what the base block costs (activations are free in those measures)."""
         requested = self.ratio * self.base_cost
         return bool(self.lightweight_level) and self.cheapest_cost >= requested * (1 - TOLERANCE) - TOLERANCE
 
@@ -34,7 +34,8 @@ class Budget:
         if not self.level_without_effect:
             return None
         return (f"lightweight_level {self.lightweight_level} has no effect: measured as {self.measure}, the cheapest architecture "
-                f"already costs the requested budget ({self.ratio:g} x base); use the latency measure, where ReLU and "
+                f"already costs the requested budget ({self.ratio:g} x base); use the extended search space "
+                "(cfg yolov4-p5-search-ext.yaml: shallower and narrower blocks) or the latency measure, where ReLU and "
                 "LeakyReLU are cheaper than Mish, to trade accuracy for speed")
 
     def to_dict(self) -> dict:

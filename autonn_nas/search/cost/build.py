@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from autonn_nas.models.choice import searchable_blocks
+from autonn_nas.models.choice import model_space, searchable_blocks
 from autonn_nas.models.yolo import Model
-from autonn_nas.search.cost.counting import counted_cost_table
+from autonn_nas.search.cost.counting import block_input_shapes, counted_cost_table
 from autonn_nas.search.cost.latency import load_latency_table, measured_latency_table
 from autonn_nas.search.cost.table import CostTable
 from autonn_nas.search.settings import COST_MEASURES
@@ -30,7 +30,8 @@ def build_cost_table(
     if latency_table:
         if measure != "latency":
             raise ValueError(f"a latency table was given but the cost measure is {measure!r}; use cost_measure latency with it")
-        return load_latency_table(latency_table, list(searchable_blocks(model)))
+        return load_latency_table(latency_table, list(searchable_blocks(model)), model_space(model), img_size,
+                                  block_input_shapes(model, img_size))
     if measure == "latency":
         if latency_device is not None and latency_device != device:
             return measured_latency_table(copy.deepcopy(model).to(latency_device), img_size, latency_device, cache_path)

@@ -6,7 +6,7 @@ from typing import Mapping
 
 import torch
 
-from autonn_nas.models.search_space import BASE_CANDIDATE, CANDIDATES
+from autonn_nas.models.search_space import BASE_CANDIDATE, SEED_SPACE, SearchSpace
 from autonn_nas.search.arch import Architecture
 
 UNITS = {"params": "parameters", "flops": "FLOPs", "latency": "ms"}
@@ -24,6 +24,7 @@ class CostTable:
     img_size: int
     source: str  # how the entries were obtained (counted, measured on <device>, read from <file>)
     input_shapes: dict[str, list[int]] = field(default_factory=dict)  # label -> (c1, h, w) at img_size
+    space: SearchSpace = SEED_SPACE  # the candidates of every block, in the order of logits and matrix columns
 
     @property
     def unit(self) -> str:
@@ -37,8 +38,8 @@ class CostTable:
         return self.fixed + sum(self.blocks[label][arch[label]] for label in self.blocks)
 
     def matrix(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """(blocks, candidates) tensor in CANDIDATES order: the per-block entries as one table."""
-        rows = [[self.blocks[label][name] for name in CANDIDATES] for label in self.blocks]
+        """(blocks, candidates) tensor in the space's order: the per-block entries as one table."""
+        rows = [[self.blocks[label][name] for name in self.space.names] for label in self.blocks]
         return torch.tensor(rows, dtype=torch.float64, device=device)
 
     def expected(self, probabilities: torch.Tensor) -> torch.Tensor:
@@ -48,7 +49,7 @@ class CostTable:
 
     def cheapest(self) -> tuple[Architecture, float]:
         """The cheapest architecture of the space (ties: the earlier candidate; the cost is exact either way)."""
-        choice = {label: min(CANDIDATES, key=lambda name: (entries[name], name != BASE_CANDIDATE)) for label, entries in self.blocks.items()}
+        choice = {label: min(self.space.names, key=lambda name: (entries[name], name != BASE_CANDIDATE)) for label, entries in self.blocks.items()}
         arch = Architecture(choice)
         return arch, self.cost(arch)
 
@@ -59,6 +60,8 @@ class CostTable:
             "unit": self.unit,
             "img_size": self.img_size,
             "source": self.source,
+            "space": self.space.name,
+            "candidates": list(self.space.names),
             "fixed": self.fixed,
             "blocks": self.blocks,
             "input_shapes": self.input_shapes,

@@ -33,7 +33,6 @@ import torch
 from torch import nn
 
 from autonn_nas.models.choice import clear_mixture, searchable_blocks
-from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.search.arch import Architecture
 from autonn_nas.search.bn_recalibration import frozen_bn_statistics
 from autonn_nas.search.cost import Budget, CostTable, admissible_candidates, admissible_mask, most_probable_within_budget
@@ -77,6 +76,7 @@ class SearchStrategy:
             raise ValueError(f"cost table blocks {cost.labels} do not match the supernet's {self.labels}")
         device = next(model.parameters()).device
         self.device = device
+        self.names = cost.space.names  # the candidates, in the order of the logits' columns
         self.allowed = admissible_candidates(cost, budget)
         self.mask = admissible_mask(cost, budget, device)
         for label, block in self.blocks.items():
@@ -87,7 +87,7 @@ class SearchStrategy:
         self._probabilities_cache: tuple[int, torch.Tensor] | None = None  # (alpha's version, probabilities)
         self.arch_optimizer: torch.optim.Optimizer | None = None
         if self.has_arch_weights:
-            self.alpha = nn.Parameter(torch.zeros(len(self.labels), len(CANDIDATES), device=device))
+            self.alpha = nn.Parameter(torch.zeros(len(self.labels), len(self.names), device=device))
             self.arch_optimizer = torch.optim.Adam([self.alpha], lr=arch_lr, betas=ARCH_BETAS)
         self.arch_steps = 0
         # under torchrun: averages the logits' gradient over the ranks so every rank takes the same step
@@ -134,7 +134,7 @@ class SearchStrategy:
         probs = self.probabilities()
         if probs is None:
             return None
-        return {label: {name: float(p) for name, p in zip(CANDIDATES, row)} for label, row in zip(self.labels, probs)}
+        return {label: {name: float(p) for name, p in zip(self.names, row)} for label, row in zip(self.labels, probs)}
 
     def cost_penalty(self, probabilities: torch.Tensor) -> torch.Tensor:
         """relu(E[cost] / budget - 1): zero while the expected architecture fits the budget (reported as the
@@ -205,19 +205,19 @@ class SearchStrategy:
         reference_loss = self._path_loss(predictions, targets, images)
         grad = torch.zeros(self.alpha.shape)
         for row, (label, block) in enumerate(self.blocks.items()):
-            allowed = [CANDIDATES.index(name) for name in self.allowed[label]]
+            allowed = [self.names.index(name) for name in self.allowed[label]]
             if len(allowed) < 2:
                 continue
-            losses = torch.zeros(len(CANDIDATES))
+            losses = torch.zeros(len(self.names))
             for c in allowed:
                 if c == reference[row]:
                     losses[c] = reference_loss
                     continue
-                block.active = CANDIDATES[c]
+                block.active = self.names[c]
                 with torch.autocast(**autocast):
                     predictions, _ = self.model.forward_from(None, start=block.i, record=record)
                 losses[c] = self._path_loss(predictions, targets, images)
-            block.active = CANDIDATES[reference[row]]
+            block.active = self.names[reference[row]]
             p = probabilities[row]
             grad[row] = p * (losses - (p * losses).sum())
         return grad.to(self.alpha.device), reference_loss
@@ -230,20 +230,31 @@ class SearchStrategy:
         for block, index in zip(self.blocks.values(), indices):
             block.mixture = None
             block.gate = None
-            block.active = CANDIDATES[index]
+            block.active = self.names[index]
 
     def prepare_memory_probe(self) -> None:
         """Run the most memory-hungry configuration of a weight step: by default each block's largest
         admissible candidate (the batch size that fits it fits every sampled path)."""
         path = []
         for label, block in self.blocks.items():
-            sizes = {CANDIDATES.index(name): sum(p.numel() for p in block.candidates[name].parameters()) for name in self.allowed[label]}
+            sizes = {self.names.index(name): sum(p.numel() for p in block.candidates[name].parameters()) for name in self.allowed[label]}
             path.append(max(sizes, key=sizes.__getitem__))
         self.set_path(path)
 
     def derive(self, scorer: Scorer | None = None) -> Architecture:
-        """The most probable architecture within the budget (exact, by enumeration; ties keep the base)."""
-        return most_probable_within_budget(self.probabilities_dict(), self.cost, self.budget)
+        """The most probable architecture within the budget (exact; ties keep the base)."""
+        return self.derive_within(self.budget)
+
+    def derive_within(self, budget: Budget) -> Architecture | None:
+        """What this strategy derives, once trained, within another budget (a lightweight_level's: the report's
+        knob view); None when it cannot tell. Here: the most probable architecture within it. A tighter budget
+        takes a subset of the architectures, so the derived cost never grows as the budget shrinks."""
+        return most_probable_within_budget(self.probabilities_dict(), self.cost, budget)
+
+    def scored(self) -> dict[Architecture, float] | None:
+        """The held-out loss of every architecture the strategy scored while deriving (the report's Pareto
+        view); None when it scores none, and the view then scores its own sample."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"name": self.name, "generator": self.generator.get_state(), "arch_steps": self.arch_steps}

@@ -15,10 +15,9 @@ from typing import Any
 
 import torch
 
-from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.search import evolution
 from autonn_nas.search.arch import Architecture
-from autonn_nas.search.cost import feasible_architectures
+from autonn_nas.search.cost import Budget, feasible_architectures
 from autonn_nas.search.strategies.base import Scorer, SearchStrategy
 from autonn_nas.search.strategies.registry import register_strategy
 
@@ -43,17 +42,17 @@ class SposStrategy(SearchStrategy):
         columns = []
         size = max(len(names) for names in self.allowed.values())
         for label in self.labels:
-            indices = [CANDIDATES.index(name) for name in self.allowed[label]]
+            indices = [self.names.index(name) for name in self.allowed[label]]
             column = [indices[i] for i in torch.randperm(len(indices), generator=self.generator).tolist()]
             column += [indices[self._draw(len(indices))] for _ in range(size - len(column))]
             columns.append(column)
         group = []
         for k in range(size):
             path = [column[k] for column in columns]
-            arch = Architecture({label: CANDIDATES[i] for label, i in zip(self.labels, path)})
+            arch = Architecture({label: self.names[i] for label, i in zip(self.labels, path)})
             if not self.budget.allows(self.cost.cost(arch)):
                 drawn = self.feasible[self._draw(len(self.feasible))]
-                path = [CANDIDATES.index(drawn[label]) for label in self.labels]
+                path = [self.names.index(drawn[label]) for label in self.labels]
             group.append(path)
         return group
 
@@ -74,18 +73,21 @@ class SposStrategy(SearchStrategy):
         )
         return self.evaluated[0].arch
 
+    def scored(self) -> dict[Architecture, float] | None:
+        return {e.arch: float(e.details["loss"]) for e in self.evaluated if "loss" in e.details} or None
+
+    def derive_within(self, budget: Budget) -> Architecture | None:
+        """The best scored architecture within `budget` (None when none of them fits it)."""
+        return next((e.arch for e in self.evaluated if budget.allows(e.cost)), None)
+
     def write_artifacts(self, out: Any, context: dict[str, Any]) -> dict[str, Any]:
-        from autonn_nas.search.report import plot_spos_scores
         from autonn_nas.utils.files import atomic_write_json
 
+        # spos has no probabilities to chart: its scores against their cost are the search's pareto.png
         evaluated = [e.to_dict() for e in self.evaluated]
         atomic_write_json(out / "spos_evaluated.json", evaluated)
-        # spos has no probabilities to chart: its alpha.png is held-out loss against cost, with the budget line
-        plot = plot_spos_scores(evaluated, self.budget.limit, self.budget.base_cost, context["shipped"], out / "alpha.png",
-                                base=context["base"], title=context["title"])
         return {"report": {"mode": self.search_mode, "evaluated": len(evaluated),
-                           "score": "held-out loss per image after BN recalibration (lower is better)", "top": evaluated[:10]},
-                "plots": {"alpha": str(plot)} if plot else {}}
+                           "score": "held-out loss per image after BN recalibration (lower is better)", "top": evaluated[:10]}}
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "pending": [list(path) for path in self.pending]}
