@@ -70,7 +70,7 @@ def test_the_search_stops_with_one_line_naming_the_table(ext_table, tmp_path, ca
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     line = _search_error(broken, tmp_path, capsys)
-    assert line.startswith("autonn-nas search: latency table") and str(broken) in line and "is not valid JSON" in line
+    assert line.startswith("autonn-nas search: error: latency table") and str(broken) in line and "is not valid JSON" in line
     line = _search_error(ext_table, tmp_path, capsys, img="96")
     assert str(ext_table) in line and "measured at image size 64, this search runs at 96" in line
 

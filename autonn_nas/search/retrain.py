@@ -62,9 +62,11 @@ def _train_settings(s: SearchSettings, folder: Path, device: torch.device, batch
 
 def _epoch_event(row: dict[str, Any], search_epochs: int) -> dict[str, Any]:
     """A retrain epoch as an epoch_summary row: the retrain's own epoch x/N, and its place in the whole run
-    (run_epoch/run_epochs: after the supernet's epochs), which TANGO's charts count."""
-    return {"epoch": row["epoch"], "epochs": row["epochs"], "phase": events.RETRAINING,
-            "run_epoch": search_epochs + row["epoch"], "run_epochs": search_epochs + row["epochs"],
+    (run_epoch/run_epochs: after the supernet's epochs), which TANGO's charts count. Events count epochs from 0,
+    as the search's do; the Trainer's rows count from 1, as its results.csv and log."""
+    epoch = row["epoch"] - 1
+    return {"epoch": epoch, "epochs": row["epochs"], "phase": events.RETRAINING,
+            "run_epoch": search_epochs + epoch, "run_epochs": search_epochs + row["epochs"],
             "box_loss": row["box_loss"], "obj_loss": row["obj_loss"], "cls_loss": row["cls_loss"], "loss": row["loss"],
             "precision": row.get("precision"), "recall": row.get("recall"), "map50": row.get("map50"),
             "map": row.get("map50_95"), "lr": [v for k, v in row.items() if k.startswith("lr")], "seconds": row["seconds"]}
