@@ -59,9 +59,16 @@ def test_queue_second_project_waits_its_turn(fault_stack):
     assert fault_stack.call("start") == (200, "started")
     fault_stack.wait_for(("running",), 60)
     assert fault_stack.call("start", project="second") == (200, "started")
-    time.sleep(3)
+    # the second job reaches its queue turn (it imports and checks its inputs first): wait for that, however long
+    # a loaded machine takes; then, while the first job goes on (two more of its epochs), the second still waits
+    assert fault_stack.wait_phase("queued", project="second")["status"] == "started"
+    first_epoch = fault_stack.status()["epoch"] or 0
+    deadline = time.monotonic() + 60
+    while (fault_stack.status()["epoch"] or 0) < first_epoch + 2:
+        assert time.monotonic() < deadline, f"the first job made no progress; job log:\n{fault_stack.job_log()}"
+        time.sleep(0.1)
     detail = fault_stack.status(project="second")
-    assert detail["status"] == "started" and detail["phase"] == "queued", detail
+    assert (detail["status"], detail["phase"]) == ("started", "queued"), detail
     assert fault_stack.call("stop") == (200, "stopped")
     fault_stack.wait_for(("running",), 60, project="second")  # the first one's end frees the machine
     assert fault_stack.call("stop", project="second") == (200, "stopped")

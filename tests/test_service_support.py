@@ -131,6 +131,19 @@ class Stack:
             time.sleep(0.1)
         raise AssertionError(f"status stayed {seen} for {timeout}s; job log:\n{self.job_log(user, project)}")
 
+    def wait_detail(self, condition, what: str, timeout: float = 60, user: str = USER, project: str = PROJECT) -> dict:
+        """Poll /status until `condition(detail)` holds; returns that detail."""
+        deadline, detail = time.monotonic() + timeout, {}
+        while time.monotonic() < deadline:
+            detail = self.status(user, project)
+            if condition(detail):
+                return detail
+            time.sleep(0.1)
+        raise AssertionError(f"{project}: {what} not seen within {timeout}s: {detail}; job log:\n{self.job_log(user, project)}")
+
+    def wait_phase(self, phase: str, timeout: float = 60, user: str = USER, project: str = PROJECT) -> dict:
+        return self.wait_detail(lambda detail: detail.get("phase") == phase, f"phase {phase}", timeout, user, project)
+
     def wait_report(self, timeout: float, project: str = PROJECT) -> dict:
         return self.wait_reports(1, timeout, project)[-1]
 
