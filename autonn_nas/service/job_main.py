@@ -19,6 +19,7 @@ from autonn_nas.service.config import ServiceConfig
 from autonn_nas.service.job_inputs import check_dataset_inside, load_job_inputs
 from autonn_nas.service.job_launch import RankFailed, check_nproc, run_search_on_ranks
 from autonn_nas.service.job_record import JobCancelled, JobRecord
+from autonn_nas.service.model_inputs import check_model_size
 from autonn_nas.service.paths import ProjectPaths
 from autonn_nas.service.pm_client import OUTBOX_FILE, PMClient
 from autonn_nas.service.queue import queue_turn
@@ -45,6 +46,8 @@ def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: boo
         inputs = load_job_inputs(paths, resume=resume, nproc=config.nproc)
         check_dataset_inside(paths, inputs.dataset_yaml)
         check_nproc(inputs.settings)
+        params = check_model_size(inputs.settings, inputs.search_cfg)
+        log.info("the searched model has %.1f M parameters", params / 1e6)
         log.info("job %s for %s/%s: settings %s", job_id, paths.user_id, paths.project_id, inputs.settings.to_dict())
         if inputs.search_cfg is not None:
             atomic_write_text(inputs.settings.cfg, cfg_to_yaml(inputs.search_cfg))

@@ -68,7 +68,7 @@ class JobManager:
                 log.warning("resume %s/%s refused, nothing to resume: %s", paths.user_id, paths.project_id, reason)
                 return st.FAILED, 400
             try:
-                load_job_inputs(paths, resume=resume, nproc=self.config.nproc)
+                load_job_inputs(paths, resume=resume, nproc=self.config.nproc, build=False)  # bounded: nothing is built here
             except ValueError as exc:
                 message = str(exc)
                 append_to_log(paths, f"{'resume' if resume else 'start'} refused: {message}")
