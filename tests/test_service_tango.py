@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from autonn_nas.service.local_stack import http_get
-from autonn_nas.service.pm_client import OUTBOX_FILE
+from autonn_nas.service.paths import OUTBOX_FILE
 from test_service_support import TINY_SETTINGS, Stack, copy_demo_dataset, needs_runner, write_project
 
 pytestmark = [needs_runner, pytest.mark.slow]

@@ -12,7 +12,7 @@ from typing import Any
 
 from autonn_nas.search.settings import SearchSettings
 from autonn_nas.service.model_inputs import check_cfg_arithmetic, search_space_of
-from autonn_nas.service.paths import BASEMODEL, PROJECT_INFO, SETTINGS_FILE, ProjectPaths, inside
+from autonn_nas.service.paths import BASEMODEL, PROJECT_INFO, SETTINGS_FILE, ProjectPaths, is_within, links_leading_outside
 from autonn_nas.service.project_info import read_project_info
 from autonn_nas.utils.bounded_yaml import load_yaml_file, shown
 from autonn_nas.service.target import level, project_file, target_choices
@@ -70,6 +70,7 @@ def load_job_inputs(paths: ProjectPaths, resume: bool = False, nproc: int = 1, b
     model config by arithmetic only; build=True (the job) also turns basemodel.yaml into the search space."""
     if not paths.project_dir.is_dir():
         raise JobInputError(f"project folder {paths.project_dir} does not exist")
+    _check_run_folder(paths)
     info_path = paths.input(PROJECT_INFO)
     info = read_project_info(info_path)
 
@@ -103,7 +104,7 @@ def load_job_inputs(paths: ProjectPaths, resume: bool = False, nproc: int = 1, b
     from_base = "cfg" not in values and basemodel.is_file()
     model_file = Path(values["cfg"]) if "/" in str(values.get("cfg", "")) else None  # a project file, not a built-in name
     if from_base:
-        model_file = inside(paths.shared_dir, basemodel, BASEMODEL)
+        model_file = basemodel
         values["cfg"] = str(paths.run_dir / BASEMODEL_SEARCH)  # the job writes the search space there
     try:
         lightweight = level(info, "lightweight_level", info_path)
@@ -138,15 +139,44 @@ def load_job_inputs(paths: ProjectPaths, resume: bool = False, nproc: int = 1, b
                      half=choices.half, notes=tuple(notes))
 
 
+def _check_run_folder(paths: ProjectPaths) -> None:
+    """The job writes everything under the run folder: no symlink there may lead it outside the volume."""
+    leaks = links_leading_outside(paths.shared_dir, paths.run_dir) if paths.run_dir.is_dir() else []
+    if leaks:
+        raise JobInputError(f"run folder {paths.run_dir}: {len(leaks)} symlink(s) lead outside the shared volume "
+                            f"({leaks[0]}); remove them")
+
+
 def check_dataset_inside(paths: ProjectPaths, dataset_yaml: Path) -> None:
-    """Every image folder a dataset.yaml names (absolute paths included) must be on the shared volume.
+    """Every file of the dataset a search would read or write (its images, their label files and the label
+    folders' caches) must resolve inside the shared volume: a symlink leading outside refuses the dataset,
+    with the count and the first one, before anything is read.
 
     Run by the job, not by /start: it lists the dataset's images, which can take a while."""
     from autonn_nas.data import load_dataset_config
+    from autonn_nas.data.cache import cache_locations
+    from autonn_nas.data.labels import image_to_label_path
 
     config = load_dataset_config(dataset_yaml)
-    for folder in sorted({Path(image).parent for image in [*config.train, *config.val]}):
-        try:
-            inside(paths.shared_dir, folder, "image folder")
-        except ValueError as exc:
-            raise JobInputError(f"{dataset_yaml}: {exc}") from None
+    images = sorted({*config.train, *config.val})
+    labels = [image_to_label_path(image) for image in images]
+    caches = [cache_locations(folder, None)[0] for folder in sorted({label.parent for label in labels})]
+    for what, files in (("image", images), ("label file", labels), ("label cache", caches)):
+        outside = _outside(paths.shared_dir, files)
+        if outside:
+            raise JobInputError(f"{dataset_yaml}: {len(outside)} {what}(s) of the dataset resolve outside the shared volume "
+                                f"{paths.shared_dir}, e.g. {outside[0]} -> {outside[0].resolve()}; the stage reads only files "
+                                "on the volume: copy them in")
+
+
+def _outside(root: Path, files: list[Path]) -> list[Path]:
+    """The files that resolve (symlinks followed) outside `root`; each folder is resolved once (a dataset has many files)."""
+    root = root.resolve()
+    folders: dict[Path, Path] = {}
+    outside = []
+    for path in files:
+        if path.parent not in folders:
+            folders[path.parent] = path.parent.resolve()
+        if not is_within(root, path.resolve() if path.is_symlink() else folders[path.parent] / path.name):
+            outside.append(path)
+    return outside

@@ -21,7 +21,7 @@ from autonn_nas.service.job_launch import RankFailed, check_nproc, run_search_on
 from autonn_nas.service.job_record import JobCancelled, JobRecord
 from autonn_nas.service.model_inputs import check_model_size
 from autonn_nas.service.paths import ProjectPaths
-from autonn_nas.service.pm_client import OUTBOX_FILE, PMClient
+from autonn_nas.service.pm_client import PMClient
 from autonn_nas.service.queue import queue_turn
 from autonn_nas.models.yolo import cfg_to_yaml
 from autonn_nas.utils.files import atomic_write_text
@@ -85,7 +85,7 @@ def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: boo
         reason = "out of memory: " if "out of memory" in str(exc).lower() else "internal error: "
         outcome = st.FAILED if record.fail(f"{reason}{type(exc).__name__}: {exc}") else None
     if outcome:
-        pm.status_report(paths.user_id, paths.project_id, outcome, outbox=paths.run_dir / OUTBOX_FILE)
+        pm.status_report(paths.user_id, paths.project_id, outcome, outbox=paths.outbox_file)
     return 0 if outcome == st.COMPLETED else 1
 
 

@@ -20,7 +20,7 @@ from autonn_nas.service import state as st
 from autonn_nas.service.config import ServiceConfig
 from autonn_nas.service.job_inputs import load_job_inputs
 from autonn_nas.service.paths import ProjectPaths, all_status_files
-from autonn_nas.service.pm_client import OUTBOX_FILE, PMClient
+from autonn_nas.service.pm_client import PMClient
 from autonn_nas.utils.log import get_logger
 
 log = get_logger("service.jobs")
@@ -148,7 +148,7 @@ class JobManager:
         state = st.write_status(paths, state | {"status": st.FAILED, "phase": "died", "error": reason, "finished_at": st.now_iso()})
         append_to_log(paths, f"job {state.get('job_id')} failed: {reason}")
         log.error("%s/%s failed: %s", paths.user_id, paths.project_id, reason)
-        threading.Thread(target=self.pm.status_report, args=(paths.user_id, paths.project_id, st.FAILED, paths.run_dir / OUTBOX_FILE),
+        threading.Thread(target=self.pm.status_report, args=(paths.user_id, paths.project_id, st.FAILED, paths.outbox_file),
                          daemon=True).start()
         return state
 
@@ -177,8 +177,8 @@ class JobManager:
                 log.warning("start-up check of %s skipped: %s", status_file, exc)
 
     def deliver_pending_report(self, paths: ProjectPaths, background: bool = False) -> None:
-        """Send again the project's report the PM did not take (pm_client.OUTBOX_FILE), if there is one."""
-        outbox = paths.run_dir / OUTBOX_FILE
+        """Send again the project's report the PM did not take (paths.OUTBOX_FILE), if there is one."""
+        outbox = paths.outbox_file
         if not outbox.is_file():
             return
         if background:  # /start answers within the PM's 5 s timeout; the retries may take longer

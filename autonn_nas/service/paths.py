@@ -1,6 +1,12 @@
-"""Where a project's files live on the shared volume, with ids checked and every path kept inside it."""
+"""Where a project's files live on the shared volume, with ids checked and every path kept inside it.
+
+Paths are resolved with symlinks followed: a project folder, run folder, status/log/lock file or input that
+is a symlink leading outside the shared volume is refused (OutsideSharedDirError, with the path and where it
+leads, never what it holds) before anything reads or writes it.
+"""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -20,6 +26,7 @@ ONNX_FILE = "bestmodel.onnx"  # written when the project's engine wants ONNX (se
 TORCHSCRIPT_FILE = "bestmodel.torchscript"  # ... or TorchScript
 MODEL_PACKAGE = "neck_nas_models"  # a folder: the model code that rebuilds config_file without autonn_nas
 OUTPUT_NAMES = (MODEL_YAML, WEIGHTS, NET_INFO, ONNX_FILE, TORCHSCRIPT_FILE)
+OUTBOX_FILE = "outbox.json"  # in the run folder: the project's status_report the PM has not taken yet (pm_client.py)
 
 
 class InvalidIdError(ValueError):
@@ -40,11 +47,16 @@ def check_id(kind: str, value: str | None) -> str:
     return value
 
 
+def is_within(root: Path, resolved: Path) -> bool:
+    """True when the resolved path `resolved` is the resolved folder `root` or below it."""
+    return resolved == root or root in resolved.parents
+
+
 def inside(root: Path, path: Path, what: str = "path") -> Path:
     """`path` resolved (symlinks followed); an error when it is not inside `root`."""
     root = root.resolve()
     resolved = path.resolve()
-    if resolved != root and root not in resolved.parents:
+    if not is_within(root, resolved):
         raise OutsideSharedDirError(f"{what} {str(path)!r} resolves to {str(resolved)!r}, outside the shared volume {str(root)!r}")
     return resolved
 
@@ -61,6 +73,9 @@ class ProjectPaths:
     def of(cls, shared_dir: Path, user_id: str | None, project_id: str | None) -> "ProjectPaths":
         paths = cls(shared_dir.resolve(), check_id("user_id", user_id), check_id("project_id", project_id))
         inside(paths.shared_dir, paths.project_dir, "project folder")
+        inside(paths.shared_dir, paths.run_dir, "run folder")
+        for path in (paths.status_file, paths.lock_file, paths.job_log, paths.outbox_file, paths.search_checkpoint):
+            inside(paths.shared_dir, path, path.name)
         return paths
 
     @property
@@ -84,12 +99,17 @@ class ProjectPaths:
         return self.run_dir / "job.log"
 
     @property
+    def outbox_file(self) -> Path:
+        return self.run_dir / OUTBOX_FILE
+
+    @property
     def search_checkpoint(self) -> Path:
         """The search's resumable checkpoint (the run folder is the search's out folder: job_inputs.py)."""
         return self.run_dir / "last.pt"
 
     def input(self, name: str) -> Path:
-        return self.project_dir / name
+        """A file of the project folder to read, resolved; OutsideSharedDirError when it leads outside the volume."""
+        return inside(self.shared_dir, self.project_dir / name, name)
 
     def output(self, name: str) -> Path:
         return self.project_dir / name
@@ -111,12 +131,27 @@ class ProjectPaths:
         (.<name>.*.tmp) and the model package's staging folders (.neck_nas_models.*)."""
         for name in (MODEL_YAML, *[n for n in OUTPUT_NAMES if n != MODEL_YAML]):
             self.output(name).unlink(missing_ok=True)
-        shutil.rmtree(self.output(MODEL_PACKAGE), ignore_errors=True)
+        package = self.output(MODEL_PACKAGE)
+        if package.is_symlink():
+            package.unlink()  # the link, never what it points to
+        shutil.rmtree(package, ignore_errors=True)
         for name in OUTPUT_NAMES:
             for leftover in self.project_dir.glob(f".{name}.*.tmp"):
                 leftover.unlink(missing_ok=True)
         for leftover in self.project_dir.glob(f".{MODEL_PACKAGE}.*"):
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+def links_leading_outside(root: Path, folder: Path) -> list[str]:
+    """Symlinks anywhere under `folder` (not followed) whose target resolves outside `root`: `link -> target` each."""
+    root = root.resolve()
+    found = []
+    for parent, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            path = Path(parent) / name
+            if path.is_symlink() and not is_within(root, path.resolve()):
+                found.append(f"{path} -> {path.resolve()}")
+    return found
 
 
 def all_status_files(shared_dir: Path) -> list[Path]:

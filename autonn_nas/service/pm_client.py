@@ -7,7 +7,7 @@ A report counts as delivered only when the PM acknowledges it: a 2xx reply whose
 answers a report it takes with a small JSON body), empty, or an acknowledgement word (older PMs, the stub).
 TANGO's PM answers a report under a container id it does not know with HTTP 200 and the error's text:
 that is not delivered. A report that could not be delivered is kept in the project's run folder
-(OUTBOX_FILE) with the PM's last reply, and sent again by the next /start of the project or the next
+(paths.OUTBOX_FILE) with the PM's last reply, and sent again by the next /start of the project or the next
 server start (deliver_outbox), until the PM takes it.
 """
 from __future__ import annotations
@@ -27,7 +27,6 @@ log = get_logger("service.pm")
 
 REPORT_WORDS = ("completed", "failed")
 ACK_WORDS = ("", "ok", "success", "completed", "received", "done")  # plain-text acknowledgements (quotes stripped)
-OUTBOX_FILE = "outbox.json"  # in a project's run folder: its report the PM has not taken yet
 REPLY_LOGGED = 300  # characters of a refusing reply kept in the log and the outbox
 
 
