@@ -6,14 +6,14 @@ state, and every transition is a read-modify-write under an exclusive flock so t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from autonn_nas.service.file_lock import file_lock
 from autonn_nas.service.paths import ProjectPaths
 from autonn_nas.utils.files import atomic_write_json
 
@@ -29,16 +29,10 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-@contextlib.contextmanager
-def locked(paths: ProjectPaths) -> Iterator[None]:
-    """Exclusive lock on the project's state (blocks other threads, workers and the job)."""
-    paths.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(paths.lock_file, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def locked(paths: ProjectPaths, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
+    """Exclusive lock on the project's state (blocks other threads, workers and the job); held only for short
+    read-modify-writes. With `timeout`, file_lock.LockTimeout when it is not free in time."""
+    return file_lock(paths.lock_file, timeout)
 
 
 def read_status(paths: ProjectPaths) -> dict[str, Any] | None:
