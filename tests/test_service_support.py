@@ -90,9 +90,16 @@ class Stack:
         self.env = {"NAS_STATUS_UPDATES": "1", "NAS_QUEUE_LOCK": str(root / "queue.lock"), "NAS_STOP_GRACE_S": "3",
                     "NAS_PM_ATTEMPTS": "3", "NAS_PM_TIMEOUT_S": "1", "NAS_PM_BACKOFF_S": "0.2",
                     "OMP_NUM_THREADS": "1", **(extra_env or {})}
-        self.stub = start_pm_stub(self.shared, self.stage_url, self.stub_port, root / "pm_stub.log", tango=tango) if pm_up else None
+        self.tango = tango
+        self.stub = None
+        if pm_up:
+            self.start_pm()
         self.stage = None
         self.start_stage()
+
+    def start_pm(self) -> None:
+        """The PM stub on its port (a stack made with pm_up=False gets its PM here, later)."""
+        self.stub = start_pm_stub(self.shared, self.stage_url, self.stub_port, self.root / "pm_stub.log", tango=self.tango)
 
     def start_stage(self) -> None:
         self.stage = start_stage(self.shared, self.stub_url, self.stage_port, self.root / "stage.log", self.env)

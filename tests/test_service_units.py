@@ -111,7 +111,8 @@ def test_pm_down_bounded_and_never_raises(tmp_path):
     config = dataclasses.replace(ServiceConfig.from_env({"SHARED_DIR": str(tmp_path)}), pm_url=f"http://127.0.0.1:{free_port()}",
                                  pm_attempts=3, pm_timeout_s=0.5, pm_backoff_s=0.1, status_updates=True)
     started = time.monotonic()
-    assert PMClient(config).status_report("u", "p", "completed") is False
+    delivered, problem = PMClient(config).status_report("u", "p", "completed")
+    assert delivered is False and "ConnectionError" in problem
     assert PMClient(config).status_update("u", "p", "epoch_summary", {"epoch": 0}) is False
     assert time.monotonic() - started < 3 * 0.5 + 0.1 + 0.2 + 2.0
 

@@ -25,8 +25,10 @@ def create_app(config: ServiceConfig | None = None, manager: JobManager | None =
     app = Flask("autonn_nas.service")
     app.config["NAS"] = config
     if scan_on_start:
-        # Jobs that died with a previous server are found and reported without waiting for a request.
+        # Jobs that died with a previous server are found and reported without waiting for a request, and
+        # reports the PM has not taken are sent again until it does.
         threading.Thread(target=manager.reconcile_all, daemon=True, name="startup-scan").start()
+        manager.courier.start()
 
     def project() -> ProjectPaths:
         """The request's project; raises ValueError (-> `failed`, 400) for ids that are not plain names."""

@@ -14,6 +14,7 @@ import signal
 import sys
 import traceback
 
+from autonn_nas.service import outbox
 from autonn_nas.service import state as st
 from autonn_nas.service.config import ServiceConfig
 from autonn_nas.service.job_inputs import check_dataset_inside, load_job_inputs
@@ -84,8 +85,8 @@ def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: boo
         log.error("failed with an unexpected error:\n%s", traceback.format_exc())
         reason = "out of memory: " if "out of memory" in str(exc).lower() else "internal error: "
         outcome = st.FAILED if record.fail(f"{reason}{type(exc).__name__}: {exc}") else None
-    if outcome:
-        pm.status_report(paths.user_id, paths.project_id, outcome, outbox=paths.outbox_file)
+    if outcome:  # the report was kept in the outbox with the final state; the server re-sends it if this fails
+        outbox.deliver(pm, paths)
     return 0 if outcome == st.COMPLETED else 1
 
 

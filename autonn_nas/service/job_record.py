@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from autonn_nas.service import outbox
 from autonn_nas.service import state as st
 from autonn_nas.service.handoff import export_device, export_for_engine, neural_net_info, place_outputs, search_img_size
 from autonn_nas.service.job_inputs import JobInputs
@@ -97,6 +98,7 @@ class JobRecord:
             except BaseException:
                 self.paths.remove_outputs()
                 raise
+            outbox.keep(self.paths, st.COMPLETED, self.job_id)
             st.write_status(self.paths, state | {
                 "status": st.COMPLETED, "phase": "done", "progress": 1.0, "eta_s": 0, "error": None,
                 "finished_at": st.now_iso(), "outputs": outputs, "architecture": str(result.arch),
@@ -113,6 +115,7 @@ class JobRecord:
             except JobCancelled:
                 return False
             self.paths.remove_outputs()
+            outbox.keep(self.paths, st.FAILED, self.job_id)
             st.write_status(self.paths, state | {"status": st.FAILED, "error": reason, "eta_s": None, "finished_at": st.now_iso()})
         return True
 

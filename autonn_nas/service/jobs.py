@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any
 
+from autonn_nas.service import outbox
 from autonn_nas.service import state as st
 from autonn_nas.service.config import ServiceConfig
 from autonn_nas.service.job_inputs import load_job_inputs
@@ -47,6 +48,7 @@ class JobManager:
     def __init__(self, config: ServiceConfig, pm: PMClient | None = None):
         self.config = config
         self.pm = pm or PMClient(config)
+        self.courier = outbox.Courier(config, self.pm)  # started with the server (create_app)
 
     def paths(self, user_id: str | None, project_id: str | None) -> ProjectPaths:
         return ProjectPaths.of(self.config.shared_dir, user_id, project_id)
@@ -54,7 +56,7 @@ class JobManager:
     # ---- start / resume -------------------------------------------------------------------------
     def start(self, paths: ProjectPaths, resume: bool = False) -> tuple[str, int]:
         """('started', 200) when a job runs for the project after this call; ('failed', 400) with the reason on disk."""
-        self.deliver_pending_report(paths, background=True)
+        self.courier.wake()  # a /start may mean the PM is back: a report it did not take goes again at once
         if not paths.project_dir.is_dir():
             log.warning("start %s/%s refused: project folder %s does not exist", paths.user_id, paths.project_id, paths.project_dir)
             return st.FAILED, 400
@@ -145,11 +147,11 @@ class JobManager:
         if state.get("job_id") and st.group_alive(state.get("pgid"), state["job_id"]):
             _signal_group(state.get("pgid"), signal.SIGKILL)
         paths.remove_outputs()
+        outbox.keep(paths, st.FAILED, state.get("job_id"))
         state = st.write_status(paths, state | {"status": st.FAILED, "phase": "died", "error": reason, "finished_at": st.now_iso()})
         append_to_log(paths, f"job {state.get('job_id')} failed: {reason}")
         log.error("%s/%s failed: %s", paths.user_id, paths.project_id, reason)
-        threading.Thread(target=self.pm.status_report, args=(paths.user_id, paths.project_id, st.FAILED, paths.outbox_file),
-                         daemon=True).start()
+        self.courier.wake()  # the report goes from the courier's thread: this one holds the state lock
         return state
 
     def _fail_if_unfinished(self, paths: ProjectPaths, job_id: str, reason: str) -> None:
@@ -163,8 +165,8 @@ class JobManager:
             return self._reconciled(paths, st.read_status(paths))
 
     def reconcile_all(self) -> None:
-        """At server start: jobs that died with the previous server are reported failed (and can be resumed),
-        and reports the PM did not take before are sent again."""
+        """At server start: jobs that died with the previous server are reported failed (and can be resumed).
+        (Reports the PM did not take before are the courier's.)"""
         for status_file in all_status_files(self.config.shared_dir):
             project_dir = status_file.parent.parent
             try:
@@ -172,20 +174,8 @@ class JobManager:
                 state = st.read_status(paths)
                 if state and state.get("status") in st.ACTIVE:
                     self.reconcile(paths)
-                self.deliver_pending_report(paths)
             except (ValueError, OSError) as exc:
                 log.warning("start-up check of %s skipped: %s", status_file, exc)
-
-    def deliver_pending_report(self, paths: ProjectPaths, background: bool = False) -> None:
-        """Send again the project's report the PM did not take (paths.OUTBOX_FILE), if there is one."""
-        outbox = paths.outbox_file
-        if not outbox.is_file():
-            return
-        if background:  # /start answers within the PM's 5 s timeout; the retries may take longer
-            threading.Thread(target=self.pm.deliver_outbox, args=(paths.user_id, paths.project_id, outbox), daemon=True,
-                             name=f"outbox-{paths.project_id[:16]}").start()
-        else:
-            self.pm.deliver_outbox(paths.user_id, paths.project_id, outbox)
 
     # ---- stop -----------------------------------------------------------------------------------
     def stop(self, paths: ProjectPaths) -> tuple[str, int]:
@@ -247,4 +237,8 @@ class JobManager:
         state = self.reconcile(paths) or {}
         detail.update({k: v for k, v in state.items() if k not in ("pid_start", "running_since_ts", "progress_at_run_start")})
         detail["outputs"] = paths.outputs() if state.get("status") == st.COMPLETED else {}
+        report = outbox.pending(paths)
+        if report is not None:  # the end was not yet taken by the PM: when it was last tried, what it answered
+            detail["report_pending"] = {key: report.get(key) for key in ("status", "since", "tries", "last_try", "last_reply")}
+            detail["report_pending"]["next_try_in_s"] = self.courier.next_try_in(paths)
         return detail

@@ -154,6 +154,11 @@ def links_leading_outside(root: Path, folder: Path) -> list[str]:
     return found
 
 
+def all_outboxes(shared_dir: Path) -> list[Path]:
+    """Every project's pending report (outbox.json), for the server's courier."""
+    return sorted((shared_dir / "common").glob(f"*/*/{RUN_DIR_NAME}/{OUTBOX_FILE}"))
+
+
 def all_status_files(shared_dir: Path) -> list[Path]:
     """Every project's status.json (for the start-up scan of jobs that died with the previous server)."""
     return sorted((shared_dir / "common").glob(f"*/*/{RUN_DIR_NAME}/status.json"))
