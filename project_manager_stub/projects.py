@@ -8,7 +8,7 @@ from pathlib import Path
 # The repository's embedded demo volume (shared_volume/), next to this package.
 DEFAULT_DEMO_VOLUME = Path(__file__).resolve().parent.parent / "shared_volume"
 DEFAULT_TEMPLATE = "demo_user/demo_project"
-_PLAIN = re.compile(r"[A-Za-z0-9_.@+-]+")  # as the stage: Django usernames
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")  # as the stage: Django usernames, beginning with a letter or digit
 
 
 def _plain(kind: str, value: str) -> str:

@@ -17,7 +17,8 @@ from autonn_nas.service.state import process_start_ticks
 from test_service_support import USER, fake_dataset, shared_stack, write_project  # noqa: F401 (fixture)
 
 ENDPOINTS = ("start", "stop", "resume", "status_request")
-BAD_IDS = ["../../etc", "..", ".", "a/b", "a b", "", "x" * 200, "%2e%2e", "user;rm", "..hidden", "a\\b"]
+BAD_IDS = ["../../etc", "..", ".", "a/b", "a b", "", "x" * 200, "%2e%2e", "user;rm", "..hidden", "a\\b",
+           "-h", "--resume", "_x", ".hidden", "@x"]  # an id begins with a letter or digit
 CLASSIFICATION = "task_type : classification\ndataset : coco128_mini\n"
 JOB_TIMEOUT = 120  # seconds for a job process to start (it imports torch) on a shared 2-core CPU
 
@@ -169,6 +170,20 @@ def test_unknown_route_and_wrong_method_are_client_errors(shared_stack):
 # SIGKILL) are delivered before real-time ones, so its exit code says whether anyone signalled it before we did.
 _STRANGER = ("import pathlib, signal, sys, time; signal.signal(signal.SIGRTMIN, lambda *_: sys.exit(7)); "
              "pathlib.Path(sys.argv[1]).touch(); time.sleep(120)")
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "PUT", "DELETE"])
+def test_only_get_starts_anything(shared_stack, method):
+    project_dir = write_project(shared_stack.shared, project=f"method_{method}")
+    fake_dataset(shared_stack.shared)
+    for endpoint in ENDPOINTS:
+        request = urllib.request.Request(f"{shared_stack.stage_url}/{endpoint}?user_id={USER}&project_id=method_{method}",
+                                         method=method)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 405 and refused.value.headers["Allow"] == "GET", endpoint
+    assert not (project_dir / "neck_nas").exists()  # issue 18: HEAD /start started a job
+    assert shared_stack.call("status_request", project=f"method_{method}") == (200, "ready")
 
 
 def test_stop_leaves_a_reused_process_group_alone(shared_stack, tmp_path):

@@ -213,6 +213,8 @@ def run_search(settings, on_event=None):
         raise RuntimeError("fake search blew up")
     if mode == "finish":
         return _finish(settings)
+    if os.environ.get("FAKE_PAUSE_AT") == "locked":
+        _pause_holding_the_state_lock()
     for epoch in range(10_000):  # "hang": an endless search that reports progress
         # like the real search, a resumable checkpoint before each epoch's event (only its existence matters here)
         with open(os.path.join(settings.out, "last.pt"), "wb") as checkpoint:
@@ -240,6 +242,17 @@ def _pause(where):
         marker.write(where)
     while not os.path.exists(os.path.join(handshake, "go")):
         time.sleep(0.05)
+
+def _pause_holding_the_state_lock():
+    """The next state write (the first epoch's progress, under the state lock) waits for the test first."""
+    from autonn_nas.service import state
+
+    write = state.write_status
+    def paused_write(paths, new_state):
+        state.write_status = write
+        _pause("locked")
+        return write(paths, new_state)
+    state.write_status = paused_write
 
 def _pause_in_output_phase(point):
     # The job's own functions run unchanged; they are only wrapped to wait at one moment of the output phase.
@@ -276,8 +289,8 @@ sys.modules["autonn_nas.search.runner"] = module
 
 def fake_runner_env(root: Path, mode: str, pause_at: str | None = None) -> dict[str, str]:
     """The environment that gives the stack's jobs the stand-in search: `mode` crash, hang or finish (a real tiny
-    model at once); with finish, `pause_at` (exported | placing | writing) holds the job in its output phase until the
-    test creates root/go (root/paused says it got there)."""
+    model at once); `pause_at` holds the job until the test creates root/go (root/paused says it got there): with
+    finish, in its output phase (exported | placing | writing); with hang, `locked`: holding the state lock."""
     site = root / "fake_site"
     site.mkdir(parents=True, exist_ok=True)
     (site / "sitecustomize.py").write_text(_FAKE_RUNNER)

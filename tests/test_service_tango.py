@@ -14,7 +14,7 @@ from autonn_nas.service.paths import OUTBOX_FILE
 from test_service_support import TINY_SETTINGS, Stack, copy_demo_dataset, needs_runner, write_project
 
 pytestmark = [needs_runner, pytest.mark.slow]
-USER, PROJECT = "jane.doe+nas@example.com", "-tango_1"  # Django usernames; an id may begin with '-'
+USER, PROJECT = "jane.doe+nas@example.com", "tango-1_x"  # Django usernames (an id begins with a letter or digit)
 JOB_TIMEOUT = 300
 
 

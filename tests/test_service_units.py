@@ -20,12 +20,13 @@ from autonn_nas.service.project_info import ProjectInfoError, read_project_info
 from test_service_support import PM_INFO_TEMPLATE, fake_dataset, write_project
 
 
-@pytest.mark.parametrize("good", ["demo_user", "p-1", "A.b_c", "x" * 128, "v1.2", "a@b.c+d", "-h", "--resume"])
+@pytest.mark.parametrize("good", ["demo_user", "p-1", "A.b_c", "x" * 128, "v1.2", "a@b.c+d", "7-up"])
 def test_plain_ids_pass(good):
     assert check_id("user_id", good) == good
 
 
-@pytest.mark.parametrize("bad", ["", None, ".", "..", "../x", "a/b", "a\\b", "..a", "a..b", "a b", "a\n", "x" * 129, "é"])
+@pytest.mark.parametrize("bad", ["", None, ".", "..", "../x", "a/b", "a\\b", "..a", "a..b", "a b", "a\n", "x" * 129, "é",
+                                 "-h", "--resume", "_x", ".hidden", "@home", "+1"])
 def test_other_ids_refused(bad):
     with pytest.raises(InvalidIdError):
         check_id("user_id", bad)

@@ -25,7 +25,7 @@ from autonn_nas.service.paths import ProjectPaths
 from autonn_nas.service.pm_client import PMClient
 from autonn_nas.service.queue import queue_turn
 from autonn_nas.models.yolo import cfg_to_yaml
-from autonn_nas.utils.files import atomic_write_text
+from autonn_nas.utils.files import atomic_write_text, disk_problem
 from autonn_nas.utils.log import get_logger
 
 log = get_logger("service.job")
@@ -37,6 +37,15 @@ class JobStopped(BaseException):
 
 def _on_sigterm(signum, frame):
     raise JobStopped()
+
+
+def _reason(exc: BaseException) -> str:
+    """What /status says about an unexpected error: the disk's errno when the disk caused it, out of memory, or a bug."""
+    disk = disk_problem(exc)
+    if disk:
+        return f"cannot write: {disk}; free space on the shared volume (or make it writable), then /resume"
+    kind = "out of memory" if "out of memory" in str(exc).lower() else "internal error"
+    return f"{kind}: {type(exc).__name__}: {exc}"
 
 
 def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: bool) -> int:
@@ -83,8 +92,9 @@ def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: boo
         outcome = st.FAILED if record.fail(str(exc)) else None
     except BaseException as exc:  # noqa: BLE001 - a bug must still be reported as failed
         log.error("failed with an unexpected error:\n%s", traceback.format_exc())
-        reason = "out of memory: " if "out of memory" in str(exc).lower() else "internal error: "
-        outcome = st.FAILED if record.fail(f"{reason}{type(exc).__name__}: {exc}") else None
+        reason = _reason(exc)
+        log.error("failed: %s", reason)
+        outcome = st.FAILED if record.fail(reason) else None
     if outcome:  # the report was kept in the outbox with the final state; the server re-sends it if this fails
         outbox.deliver(pm, paths)
     return 0 if outcome == st.COMPLETED else 1

@@ -77,26 +77,28 @@ class JobRecord:
         self.pm.status_update(self.paths.user_id, self.paths.project_id, update_id, content)
 
     def complete(self, result: Any, inputs: JobInputs) -> dict[str, str]:
-        """Place the outputs and mark the job completed, in one step under the lock."""
+        """Export, place the outputs, then commit: `completed` and its report, in one short step under the lock.
+
+        Nothing slow runs under the lock (a /stop must never wait for it): the exports are made in the run folder
+        and the outputs placed (each atomically) before; a /stop meanwhile wins, and the job then removes them."""
         from autonn_nas.data import load_dataset_config
 
         dataset = load_dataset_config(inputs.dataset_yaml)
         fallback = inputs.settings.resolve_defaults(on_gpu=torch.cuda.is_available()).img_size
         img_size = search_img_size(result.report, dict(result.metrics or {}), fallback)
-        # exports are made (and checked on val images) in the run folder before the lock: they take seconds
         self.update(phase="exporting")
         layout = self.pm.config.output_layout
         exports, skipped = export_for_engine(result.weights, inputs.project_info.get("engine"), img_size, result.out_dir,
                                              check_images=dataset.val, layout=layout, half=inputs.half)
         info = neural_net_info(result.model_yaml, img_size, dataset.names, exports, skipped, layout=layout,
                                precision_note=export_device(inputs.half)[1])
+        self.update(phase="placing")
+        outputs = place_outputs(self.paths, result.model_yaml, result.weights, info, [export.path for export in exports.values()])
         with st.locked(self.paths):
-            state = self._own_state()
             try:
-                outputs = place_outputs(self.paths, result.model_yaml, result.weights, info,
-                                        [export.path for export in exports.values()])
-            except BaseException:
-                self.paths.remove_outputs()
+                state = self._own_state()
+            except JobCancelled:
+                self._remove_outputs_if_stopped()
                 raise
             outbox.keep(self.paths, st.COMPLETED, self.job_id)
             st.write_status(self.paths, state | {
@@ -120,13 +122,21 @@ class JobRecord:
         return True
 
     def stopped(self) -> None:
+        """On SIGTERM (a /stop): the job's outputs go, and its state says `stopped` (the server wrote it first)."""
         with st.locked(self.paths):
             state = st.read_status(self.paths) or {}
-            if state.get("job_id") != self.job_id:
-                return  # a newer job owns the project: leave its files alone
+            if state.get("job_id") != self.job_id or state.get("status") in (st.COMPLETED, st.FAILED):
+                return  # a newer job owns the project, or this one had ended: leave its files alone
             self.paths.remove_outputs()
-            if state.get("status") in st.ACTIVE:  # else the server already wrote `stopped`
+            outbox.drop(self.paths, self.job_id)
+            if state.get("status") in st.ACTIVE:  # a SIGTERM not from /stop
                 st.write_status(self.paths, state | {"status": st.STOPPED, "phase": "stopped", "finished_at": st.now_iso()})
+
+    def _remove_outputs_if_stopped(self) -> None:
+        """Under the lock, when the commit found the state no longer this job's: placed outputs of a stopped job go."""
+        state = st.read_status(self.paths) or {}
+        if state.get("job_id") == self.job_id and state.get("status") == st.STOPPED:
+            self.paths.remove_outputs()
 
 
 def _jsonable(value: Any) -> Any:

@@ -41,6 +41,14 @@ def keep(paths: ProjectPaths, status: str, job_id: str | None) -> dict[str, Any]
     return report
 
 
+def drop(paths: ProjectPaths, job_id: str | None) -> None:
+    """Under the project's state lock: forget job `job_id`'s report (it was stopped: the PM asked, and was told)."""
+    report = pending(paths)
+    if report is not None and report.get("job_id") == job_id:
+        paths.outbox_file.unlink(missing_ok=True)
+        log.info("the %s report of stopped job %s is not sent", report["status"], job_id)
+
+
 def pending(paths: ProjectPaths) -> dict[str, Any] | None:
     """The report waiting for the PM, or None."""
     try:

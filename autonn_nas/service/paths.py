@@ -12,8 +12,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-# TANGO's PM takes user ids from Django usernames: letters, digits and @ . + - _ (never a path separator)
-_ID_PATTERN = re.compile(r"[A-Za-z0-9_.@+-]{1,128}")
+# TANGO's PM takes user ids from Django usernames: letters, digits and @ . + - _ (never a path separator); the
+# first a letter or digit, so that no id reads as an option (-h, --resume) or a hidden file
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
 
 RUN_DIR_NAME = "neck_nas"
 PROJECT_INFO = "project_info.yaml"
@@ -39,11 +40,12 @@ class OutsideSharedDirError(ValueError):
 
 def check_id(kind: str, value: str | None) -> str:
     """A user/project id must be a plain folder name: letters, digits, '_', '-', '.', '@', '+' (Django's
-    usernames); never '.', '..' or anything with '..' in it."""
+    usernames), beginning with a letter or digit; never anything with '..' in it."""
     if not value:
         raise InvalidIdError(f"{kind} is missing")
-    if not _ID_PATTERN.fullmatch(value) or set(value) == {"."} or ".." in value:
-        raise InvalidIdError(f"{kind} {value!r} is not a plain name (letters, digits, '_', '-', '.', '@', '+'; no '..', no slashes)")
+    if not _ID_PATTERN.fullmatch(value) or ".." in value:
+        raise InvalidIdError(f"{kind} {value[:140]!r} is not a plain name (a letter or digit, then letters, digits, '_', '-', "
+                             "'.', '@', '+'; no '..', no slashes)")
     return value
 
 
