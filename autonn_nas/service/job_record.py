@@ -34,23 +34,23 @@ class JobRecord:
         self.job_id = job_id
         self.pm = pm
 
-    def _own_state(self) -> dict[str, Any]:
-        state = st.read_status(self.paths) or {}
-        if state.get("job_id") != self.job_id:
+    def _own_state(self) -> st.JobState:
+        state = st.read_status(self.paths) or st.JobState()
+        if state.job_id != self.job_id:
             raise JobCancelled("a newer job owns this project")
-        if state.get("status") not in st.ACTIVE:
-            raise JobCancelled(f"the job was marked {state.get('status')}")
+        if not state.active:
+            raise JobCancelled(f"the job was marked {state.status}")
         return state
 
-    def update(self, **changes: Any) -> dict[str, Any]:
+    def update(self, **changes: Any) -> st.JobState:
         with st.locked(self.paths):
-            return st.write_status(self.paths, self._own_state() | changes)
+            return st.write_status(self.paths, self._own_state().replace(**changes))
 
     def running(self) -> None:
         with st.locked(self.paths):
             state = self._own_state()
-            st.write_status(self.paths, state | {"status": st.RUNNING, "phase": "search", "running_since_ts": time.time(),
-                                                 "progress_at_run_start": state.get("progress") or 0.0})
+            st.write_status(self.paths, state.replace(status=st.RUNNING, phase="search", running_since_ts=time.time(),
+                                                      progress_at_run_start=state.progress or 0.0))
 
     def on_event(self, update_id: str, content: dict[str, Any]) -> None:
         """The search runner's progress callback: status.json progress/ETA, and the same event to the PM
@@ -60,7 +60,7 @@ class JobRecord:
             changes: dict[str, Any] = {"last_event": update_id}
             if update_id == "epoch_summary":
                 epoch, epochs = content.get("epoch"), content.get("epochs")
-                changes["phase"] = content.get("phase") or state.get("phase")
+                changes["phase"] = content.get("phase") or state.phase
                 if isinstance(epoch, int) and isinstance(epochs, int) and epochs > 0:
                     # The runner counts epochs from 0; progress counts finished epochs.
                     done = epoch + 1
@@ -70,9 +70,9 @@ class JobRecord:
                         changes.update(phase="deriving", eta_s=None)
             elif update_id in PHASE_OF_EVENT:
                 changes["phase"] = PHASE_OF_EVENT[update_id]
-            st.write_status(self.paths, state | changes)
+            st.write_status(self.paths, state.replace(**changes))
         if update_id == "epoch_summary":  # TANGO's PM charts read its own field names; ours stay beside them
-            started = state.get("running_since_ts")
+            started = state.running_since_ts
             content = {**content, **tango_epoch_summary(content, time.time() - started if started else None)}
         self.pm.status_update(self.paths.user_id, self.paths.project_id, update_id, content)
 
@@ -101,12 +101,11 @@ class JobRecord:
                 self._remove_outputs_if_stopped()
                 raise
             outbox.keep(self.paths, st.COMPLETED, self.job_id)
-            st.write_status(self.paths, state | {
-                "status": st.COMPLETED, "phase": "done", "progress": 1.0, "eta_s": 0, "error": None,
-                "finished_at": st.now_iso(), "outputs": outputs, "architecture": str(result.arch),
-                "report": str(result.report), "metrics": _jsonable(result.metrics),
+            st.write_status(self.paths, state.replace(
+                status=st.COMPLETED, phase="done", progress=1.0, eta_s=0, error=None, finished_at=st.now_iso(),
+                outputs=outputs, architecture=str(result.arch), report=str(result.report), metrics=_jsonable(result.metrics),
                 # what shipped and why (the base unless the searched architecture beat it beyond noise)
-                "decision": _jsonable((result.metrics or {}).get("decision"))})
+                decision=_jsonable((result.metrics or {}).get("decision"))))
         return outputs
 
     def fail(self, reason: str) -> bool:
@@ -118,24 +117,24 @@ class JobRecord:
                 return False
             self.paths.remove_outputs()
             outbox.keep(self.paths, st.FAILED, self.job_id)
-            st.write_status(self.paths, state | {"status": st.FAILED, "error": reason, "eta_s": None, "finished_at": st.now_iso()})
+            st.write_status(self.paths, state.replace(status=st.FAILED, error=reason, eta_s=None, finished_at=st.now_iso()))
         return True
 
     def stopped(self) -> None:
         """On SIGTERM (a /stop): the job's outputs go, and its state says `stopped` (the server wrote it first)."""
         with st.locked(self.paths):
-            state = st.read_status(self.paths) or {}
-            if state.get("job_id") != self.job_id or state.get("status") in (st.COMPLETED, st.FAILED):
+            state = st.read_status(self.paths) or st.JobState()
+            if state.job_id != self.job_id or state.status in (st.COMPLETED, st.FAILED):
                 return  # a newer job owns the project, or this one had ended: leave its files alone
             self.paths.remove_outputs()
             outbox.drop(self.paths, self.job_id)
-            if state.get("status") in st.ACTIVE:  # a SIGTERM not from /stop
-                st.write_status(self.paths, state | {"status": st.STOPPED, "phase": "stopped", "finished_at": st.now_iso()})
+            if state.active:  # a SIGTERM not from /stop
+                st.write_status(self.paths, state.replace(status=st.STOPPED, phase="stopped", finished_at=st.now_iso()))
 
     def _remove_outputs_if_stopped(self) -> None:
         """Under the lock, when the commit found the state no longer this job's: placed outputs of a stopped job go."""
-        state = st.read_status(self.paths) or {}
-        if state.get("job_id") == self.job_id and state.get("status") == st.STOPPED:
+        state = st.read_status(self.paths) or st.JobState()
+        if state.job_id == self.job_id and state.status == st.STOPPED:
             self.paths.remove_outputs()
 
 

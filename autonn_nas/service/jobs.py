@@ -84,7 +84,7 @@ class JobManager:
             with st.locked(paths, timeout=REQUEST_LOCK_WAIT_S):
                 started = self._start_locked(paths, resume, what)
         except LockTimeout:
-            if (st.read_status(paths) or {}).get("status") in st.ACTIVE:
+            if (st.read_status(paths) or st.JobState()).active:
                 return  # the project's job holds the lock: it runs, and /start is idempotent
             raise StartRefused(f"{paths.lock_file} stayed locked for {REQUEST_LOCK_WAIT_S:g}s; try again", 503) from None
         except OSError as exc:
@@ -104,7 +104,7 @@ class JobManager:
     def _start_locked(self, paths: ProjectPaths, resume: bool, what: str) -> tuple[str, subprocess.Popen] | None:
         """Under the lock: the new job and its process, or None when the project's job already runs."""
         state = self._reconciled(paths, st.read_status(paths))
-        if state and state.get("status") in st.ACTIVE:
+        if state and state.active:
             return None  # idempotent: the same project never runs twice
         reason = self._nothing_to_resume(paths, state) if resume else None
         if reason:
@@ -115,8 +115,8 @@ class JobManager:
         except ValueError as exc:
             message = str(exc)
             append_to_log(paths, f"{what} refused: {message}")
-            st.write_status(paths, self._base_state(paths, state) | {
-                "status": st.FAILED, "phase": "inputs", "error": message, "finished_at": st.now_iso()})
+            st.write_status(paths, self._base_state(paths, state).replace(
+                status=st.FAILED, phase="inputs", error=message, finished_at=st.now_iso()))
             raise StartRefused(message) from None
         if not resume:
             paths.remove_outputs()
@@ -125,35 +125,31 @@ class JobManager:
         job_id = uuid.uuid4().hex
         process = self._spawn(paths, job_id, resume)
         try:
-            st.write_status(paths, self._base_state(paths, state if resume else None) | {
-                "status": st.STARTED, "phase": "starting", "job_id": job_id, "resumed": resume,
-                "pid": process.pid, "pgid": process.pid, "pid_start": st.process_start_ticks(process.pid),
-                "started_at": st.now_iso(), "finished_at": None, "error": None,
-                "epoch": state.get("epoch") if resume and state else None,
-                "epochs": state.get("epochs") if resume and state else None,
-                "progress": state.get("progress", 0.0) if resume and state else 0.0, "eta_s": None,
-            })
+            # a resumed job keeps its progress so far (epoch, epochs, progress); a fresh one starts from nothing
+            st.write_status(paths, self._base_state(paths, state if resume else None).replace(
+                status=st.STARTED, phase="starting", job_id=job_id, resumed=resume, pid=process.pid, pgid=process.pid,
+                pid_start=st.process_start_ticks(process.pid), started_at=st.now_iso(), finished_at=None, error=None,
+                eta_s=None, progress=(state.progress or 0.0) if resume and state else 0.0))
         except BaseException:
             _signal_group(process.pid, signal.SIGKILL)  # a job whose state could not be written must not run
             raise
         return job_id, process
 
     @staticmethod
-    def _nothing_to_resume(paths: ProjectPaths, state: dict[str, Any] | None) -> str | None:
+    def _nothing_to_resume(paths: ProjectPaths, state: st.JobState | None) -> str | None:
         """Why /resume has nothing to continue, or None when the last job failed or stopped after its first checkpoint."""
         if not state:
             return "no job was ever started"
-        if state.get("status") not in (st.FAILED, st.STOPPED):
-            return f"the last job is {state.get('status')}"
+        if state.status not in (st.FAILED, st.STOPPED):
+            return f"the last job is {state.status}"
         if not paths.search_checkpoint.is_file():
-            return (f"the last job ({state.get('status')}) wrote no search checkpoint {paths.search_checkpoint}: "
+            return (f"the last job ({state.status}) wrote no search checkpoint {paths.search_checkpoint}: "
                     "it ended before its first epoch finished; start it again")
         return None
 
     @staticmethod
-    def _base_state(paths: ProjectPaths, previous: dict[str, Any] | None) -> dict[str, Any]:
-        base = {"user_id": paths.user_id, "project_id": paths.project_id, "log": str(paths.job_log)}
-        return (previous or {}) | base
+    def _base_state(paths: ProjectPaths, previous: st.JobState | None) -> st.JobState:
+        return (previous or st.JobState()).replace(user_id=paths.user_id, project_id=paths.project_id, log=str(paths.job_log))
 
     def _spawn(self, paths: ProjectPaths, job_id: str, resume: bool) -> subprocess.Popen:
         command = [sys.executable, "-m", JOB_MODULE, f"--user-id={paths.user_id}", f"--project-id={paths.project_id}", f"--job-id={job_id}"]
@@ -172,36 +168,36 @@ class JobManager:
         how = f"was killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
         with st.locked(paths):
             state = st.read_status(paths)
-            if state and state.get("job_id") == job_id and state.get("status") in st.ACTIVE:
+            if state and state.job_id == job_id and state.active:
                 self._ended_unexpectedly(paths, state, f"the job process {how} before finishing")
 
     # ---- dead jobs ------------------------------------------------------------------------------
-    def _reconciled(self, paths: ProjectPaths, state: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _reconciled(self, paths: ProjectPaths, state: st.JobState | None) -> st.JobState | None:
         """Under the lock: a started/running job whose process is gone becomes `failed` (and is reported)."""
-        if not state or state.get("status") not in st.ACTIVE:
+        if not state or not state.active:
             return state
-        if st.process_alive(state.get("pid"), state.get("pid_start")):
+        if st.process_alive(state.pid, state.pid_start):
             return state
         return self._ended_unexpectedly(paths, state, "the job process is no longer running (killed, out of memory, or the machine restarted)")
 
-    def _ended_unexpectedly(self, paths: ProjectPaths, state: dict[str, Any], reason: str) -> dict[str, Any]:
+    def _ended_unexpectedly(self, paths: ProjectPaths, state: st.JobState, reason: str) -> st.JobState:
         """Under the lock, for an active job whose process is gone: `stopped` when this server was stopping it,
         else `failed`, reported to the PM (through the outbox) and resumable."""
-        if state.get("job_id") in self._stopping:
+        if state.job_id in self._stopping:
             return self._write_stopped(paths, state)
         # Leftovers such as DataLoader workers are killed, but only processes of this job: after a restart the
         # recorded process group id may have been reused by another process (another project's job, even).
-        if state.get("job_id") and st.group_alive(state.get("pgid"), state["job_id"]):
-            _signal_group(state.get("pgid"), signal.SIGKILL)
+        if state.job_id and st.group_alive(state.pgid, state.job_id):
+            _signal_group(state.pgid, signal.SIGKILL)
         paths.remove_outputs()
-        outbox.keep(paths, st.FAILED, state.get("job_id"))
-        state = st.write_status(paths, state | {"status": st.FAILED, "phase": "died", "error": reason, "finished_at": st.now_iso()})
-        append_to_log(paths, f"job {state.get('job_id')} failed: {reason}")
+        outbox.keep(paths, st.FAILED, state.job_id)
+        state = st.write_status(paths, state.replace(status=st.FAILED, phase="died", error=reason, finished_at=st.now_iso()))
+        append_to_log(paths, f"job {state.job_id} failed: {reason}")
         log.error("%s/%s failed: %s", paths.user_id, paths.project_id, reason)
         self.courier.wake()  # the report goes from the courier's thread: this one holds the state lock
         return state
 
-    def reconcile(self, paths: ProjectPaths) -> dict[str, Any] | None:
+    def reconcile(self, paths: ProjectPaths) -> st.JobState | None:
         """The project's state, with a dead job marked failed; unchecked (as last written) when the lock stays taken."""
         try:
             with st.locked(paths, timeout=REQUEST_LOCK_WAIT_S):
@@ -217,7 +213,7 @@ class JobManager:
             try:
                 paths = self.paths(project_dir.parent.name, project_dir.name)
                 state = st.read_status(paths)
-                if state and state.get("status") in st.ACTIVE:
+                if state and state.active:
                     self.reconcile(paths)
             except (ValueError, OSError) as exc:
                 log.debug("check of %s skipped: %s", status_file, exc)
@@ -242,14 +238,14 @@ class JobManager:
             with st.locked(paths, timeout=REQUEST_LOCK_WAIT_S):
                 # A job whose process is gone is marked failed first (and reported), and never signalled: its recorded
                 # process group may belong to another process by now (a container restart starts pids afresh).
-                state = self._reconciled(paths, st.read_status(paths)) or {}
-                if state.get("status") not in st.ACTIVE:
+                state = self._reconciled(paths, st.read_status(paths)) or st.JobState()
+                if not state.active:
                     return self._ended_word(state)
                 # Written first, under the lock: a job that finishes now cannot commit `completed` any more.
                 self._write_stopped(paths, state)
         except LockTimeout:
             return self._stop_lock_holder(paths, asked)
-        pgid = state.get("pgid")
+        pgid = state.pgid
         _signal_group(pgid, signal.SIGTERM)
         # TANGO's PM gives up on a call after 5 s: answer within STOP_REPLY_S, and let a job that needs longer
         # to end (grace, then SIGKILL, then its outputs removed) finish in the background; its state is stopped
@@ -257,31 +253,31 @@ class JobManager:
         while st.group_alive(pgid) and time.monotonic() < deadline:
             time.sleep(0.05)
         if st.group_alive(pgid):
-            threading.Thread(target=self._finish_stop, args=(paths, pgid, state.get("job_id")), daemon=True,
+            threading.Thread(target=self._finish_stop, args=(paths, pgid, state.job_id), daemon=True,
                              name=f"stop-{paths.project_id[:16]}").start()
         else:
-            self._finish_stop(paths, pgid, state.get("job_id"))
+            self._finish_stop(paths, pgid, state.job_id)
         return st.STOPPED
 
     @staticmethod
-    def _ended_word(state: dict[str, Any]) -> str:
+    def _ended_word(state: st.JobState) -> str:
         """/stop's answer for a job that was no longer running: it completed, or it is stopped/failed."""
-        return st.COMPLETED if state.get("status") == st.COMPLETED else st.STOPPED
+        return st.COMPLETED if state.status == st.COMPLETED else st.STOPPED
 
-    def _write_stopped(self, paths: ProjectPaths, state: dict[str, Any]) -> dict[str, Any]:
+    def _write_stopped(self, paths: ProjectPaths, state: st.JobState) -> st.JobState:
         """Under the lock: the job is stopped; a report it kept before it was stopped is not sent (the PM asked)."""
-        outbox.drop(paths, state.get("job_id"))
-        state = st.write_status(paths, state | {"status": st.STOPPED, "phase": "stopped", "finished_at": st.now_iso(), "eta_s": None})
-        append_to_log(paths, f"stop requested for job {state.get('job_id')}")
+        outbox.drop(paths, state.job_id)
+        state = st.write_status(paths, state.replace(status=st.STOPPED, phase="stopped", finished_at=st.now_iso(), eta_s=None))
+        append_to_log(paths, f"stop requested for job {state.job_id}")
         return state
 
     def _stop_lock_holder(self, paths: ProjectPaths, asked: float) -> str:
         """/stop when the state lock stays taken: its holder is stuck (a job frozen while writing its state). The
         job's processes are killed at once; its state is written under the lock the kernel frees with them."""
-        state = st.read_status(paths) or {}  # written atomically: whole without the lock
-        if state.get("status") not in st.ACTIVE:
+        state = st.read_status(paths) or st.JobState()  # written atomically: whole without the lock
+        if not state.active:
             return self._ended_word(state)
-        pgid, job_id = state.get("pgid"), state.get("job_id")
+        pgid, job_id = state.pgid, state.job_id
         if not job_id:
             raise StopRefused(f"{paths.status_file} names no job", 500)
         self._stopping.add(job_id)
@@ -301,8 +297,8 @@ class JobManager:
 
     def _stopped_after_kill(self, paths: ProjectPaths, job_id: str) -> str:
         """Under the lock, once the job was killed: `stopped` and its outputs removed, unless it committed first."""
-        state = st.read_status(paths) or {}
-        if state.get("job_id") != job_id or state.get("status") not in st.ACTIVE:
+        state = st.read_status(paths) or st.JobState()
+        if state.job_id != job_id or not state.active:
             return self._ended_word(state)  # it completed before it died: its outputs and report stand
         self._write_stopped(paths, state)
         paths.remove_outputs()
@@ -325,7 +321,7 @@ class JobManager:
             while st.group_alive(pgid) and time.monotonic() < deadline:
                 time.sleep(0.05)
         with st.locked(paths):
-            if (st.read_status(paths) or {}).get("job_id") == job_id:
+            if (st.read_status(paths) or st.JobState()).job_id == job_id:
                 paths.remove_outputs()
         log.info("stopped %s/%s", paths.user_id, paths.project_id)
 
@@ -335,8 +331,8 @@ class JobManager:
             return st.FAILED
         if not paths.status_file.is_file():
             return st.READY
-        state = self.reconcile(paths) or {}
-        return state.get("status", st.READY)
+        state = self.reconcile(paths) or st.JobState()
+        return state.status
 
     def status_detail(self, paths: ProjectPaths) -> dict[str, Any]:
         detail: dict[str, Any] = {"user_id": paths.user_id, "project_id": paths.project_id, "status": st.READY}
@@ -346,9 +342,9 @@ class JobManager:
             if not paths.project_dir.is_dir():
                 detail["error"] = f"project folder {paths.project_dir} does not exist"
             return detail
-        state = self.reconcile(paths) or {}
-        detail.update({k: v for k, v in state.items() if k not in ("pid_start", "running_since_ts", "progress_at_run_start")})
-        detail["outputs"] = paths.outputs() if state.get("status") == st.COMPLETED else {}
+        state = self.reconcile(paths) or st.JobState()
+        detail.update({k: v for k, v in state.to_dict().items() if k not in ("pid_start", "running_since_ts", "progress_at_run_start")})
+        detail["outputs"] = paths.outputs() if state.status == st.COMPLETED else {}
         report = outbox.pending(paths)
         if report is not None:  # the end was not yet taken by the PM: when it was last tried, what it answered
             detail["report_pending"] = {key: report.get(key) for key in ("status", "since", "tries", "last_try", "last_reply")}

@@ -95,8 +95,8 @@ def deliver(pm: PMClient, paths: ProjectPaths, attempts: int | None = None) -> b
 
 def _owned_by_live_job(paths: ProjectPaths, report: dict[str, Any]) -> bool:
     """The job that wrote the report still runs: it is still delivering it itself."""
-    state = st.read_status(paths) or {}
-    return state.get("job_id") == report.get("job_id") and st.process_alive(state.get("pid"), state.get("pid_start"))
+    state = st.read_status(paths) or st.JobState()
+    return state.job_id == report.get("job_id") and st.process_alive(state.pid, state.pid_start)
 
 
 class Courier:
