@@ -6,7 +6,7 @@ in <project>/neck_nas/job.log, so a crash, an out-of-memory kill or a /stop neve
 writes only what the job cannot: `started`, `stopped`, and `failed` for a job process found dead.
 
 The state lock is held only for short read-modify-writes, and a request waits for it at most
-REQUEST_LOCK_WAIT_S: a job frozen while holding it (SIGSTOP, a stalled disk) makes no request wait. /stop
+st.REQUEST_LOCK_WAIT_S: a job frozen while holding it (SIGSTOP, a stalled disk) makes no request wait. /stop
 then kills the job's processes at once (a frozen job cannot run its SIGTERM handler) and writes `stopped`
 when the kernel has freed the lock with them.
 """
@@ -29,30 +29,15 @@ from autonn_nas.service.file_lock import LockTimeout
 from autonn_nas.service.job_inputs import load_job_inputs
 from autonn_nas.service.paths import ProjectPaths, all_status_files
 from autonn_nas.service.pm_client import PMClient
-from autonn_nas.service.refusals import StartRefused, StopRefused
+from autonn_nas.service.refusals import StartRefused
+from autonn_nas.service.stopping import Stopper
 from autonn_nas.utils.files import disk_problem
 from autonn_nas.utils.log import get_logger
 
 log = get_logger("service.jobs")
 
-STOP_REPLY_S = 1.0  # /stop answers within about this, well inside the PM's 5 s timeout
-REQUEST_LOCK_WAIT_S = 0.3  # the longest a request waits for a project's state lock
 PATROL_S = 2.0  # how often the server looks for jobs that died unwatched (e.g. started by a previous server)
 JOB_MODULE = "autonn_nas.service.job_main"
-
-
-def append_to_log(paths: ProjectPaths, message: str) -> None:
-    paths.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(paths.job_log, "a", encoding="utf-8") as handle:
-        handle.write(f"{st.now_iso()} [server] {message}\n")
-
-
-def _signal_group(pgid: int | None, sig: int) -> None:
-    if pgid:
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 class JobManager:
@@ -62,7 +47,7 @@ class JobManager:
         self.courier = outbox.Courier(config, self.pm)
         # project folder -> why its last /start failed, where status.json could not say it (read-only, disk full)
         self._refusals: dict[Path, str] = {}
-        self._stopping: set[str] = set()  # job ids this server is stopping: their death is a stop, not a failure
+        self.stopper = Stopper(config, self._reconciled)
 
     def paths(self, user_id: str | None, project_id: str | None) -> ProjectPaths:
         return ProjectPaths.of(self.config.shared_dir, user_id, project_id)
@@ -81,21 +66,21 @@ class JobManager:
             raise StartRefused(f"project folder {paths.project_dir} does not exist")
         what = "resume" if resume else "start"
         try:
-            with st.locked(paths, timeout=REQUEST_LOCK_WAIT_S):
+            with st.locked(paths, timeout=st.REQUEST_LOCK_WAIT_S):
+                self._refusals.pop(paths.project_dir, None)  # the folder takes writes again: status.json speaks
                 started = self._start_locked(paths, resume, what)
         except LockTimeout:
             if (st.read_status(paths) or st.JobState()).active:
                 return  # the project's job holds the lock: it runs, and /start is idempotent
-            raise StartRefused(f"{paths.lock_file} stayed locked for {REQUEST_LOCK_WAIT_S:g}s; try again", 503) from None
+            raise StartRefused(f"{paths.lock_file} stayed locked for {st.REQUEST_LOCK_WAIT_S:g}s; try again", 503) from None
         except OSError as exc:
             reason = f"cannot {what} the job: {disk_problem(exc) or exc}"
             self._refusals[paths.project_dir] = reason
             try:
-                append_to_log(paths, f"{what} refused: {reason}")
+                st.append_to_log(paths, f"{what} refused: {reason}")
             except OSError:
                 pass  # the folder that cannot take the state cannot take the log either: /status says it
             raise StartRefused(reason, 500) from None
-        self._refusals.pop(paths.project_dir, None)
         if started is not None:
             job_id, process = started
             threading.Thread(target=self._watch, args=(paths, job_id, process), daemon=True, name=f"watch-{job_id[:8]}").start()
@@ -108,13 +93,13 @@ class JobManager:
             return None  # idempotent: the same project never runs twice
         reason = self._nothing_to_resume(paths, state) if resume else None
         if reason:
-            append_to_log(paths, f"resume refused, nothing to resume: {reason}")
+            st.append_to_log(paths, f"resume refused, nothing to resume: {reason}")
             raise StartRefused(f"nothing to resume: {reason}")
         try:
             load_job_inputs(paths, resume=resume, nproc=self.config.nproc, build=False)  # bounded: nothing is built here
         except ValueError as exc:
             message = str(exc)
-            append_to_log(paths, f"{what} refused: {message}")
+            st.append_to_log(paths, f"{what} refused: {message}")
             st.write_status(paths, self._base_state(paths, state).replace(
                 status=st.FAILED, phase="inputs", error=message, finished_at=st.now_iso()))
             raise StartRefused(message) from None
@@ -131,7 +116,7 @@ class JobManager:
                 pid_start=st.process_start_ticks(process.pid), started_at=st.now_iso(), finished_at=None, error=None,
                 eta_s=None, progress=(state.progress or 0.0) if resume and state else 0.0))
         except BaseException:
-            _signal_group(process.pid, signal.SIGKILL)  # a job whose state could not be written must not run
+            st.signal_group(process.pid, signal.SIGKILL)  # a job whose state could not be written must not run
             raise
         return job_id, process
 
@@ -155,7 +140,7 @@ class JobManager:
         command = [sys.executable, "-m", JOB_MODULE, f"--user-id={paths.user_id}", f"--project-id={paths.project_id}", f"--job-id={job_id}"]
         if resume:
             command.append("--resume")
-        append_to_log(paths, f"{'resuming' if resume else 'starting'} job {job_id}")
+        st.append_to_log(paths, f"{'resuming' if resume else 'starting'} job {job_id}")
         with open(paths.job_log, "ab") as job_log:
             # start_new_session: own process group, so /stop reaches the DataLoader workers too, and signals
             # sent to the server (Ctrl-C, docker stop) do not reach the job.
@@ -183,16 +168,16 @@ class JobManager:
     def _ended_unexpectedly(self, paths: ProjectPaths, state: st.JobState, reason: str) -> st.JobState:
         """Under the lock, for an active job whose process is gone: `stopped` when this server was stopping it,
         else `failed`, reported to the PM (through the outbox) and resumable."""
-        if state.job_id in self._stopping:
-            return self._write_stopped(paths, state)
+        if state.job_id in self.stopper.stopping:  # killed by a /stop: its death is a stop, not a failure
+            return self.stopper.write_stopped(paths, state)
         # Leftovers such as DataLoader workers are killed, but only processes of this job: after a restart the
         # recorded process group id may have been reused by another process (another project's job, even).
         if state.job_id and st.group_alive(state.pgid, state.job_id):
-            _signal_group(state.pgid, signal.SIGKILL)
+            st.signal_group(state.pgid, signal.SIGKILL)
         paths.remove_outputs()
         outbox.keep(paths, st.FAILED, state.job_id)
         state = st.write_status(paths, state.replace(status=st.FAILED, phase="died", error=reason, finished_at=st.now_iso()))
-        append_to_log(paths, f"job {state.job_id} failed: {reason}")
+        st.append_to_log(paths, f"job {state.job_id} failed: {reason}")
         log.error("%s/%s failed: %s", paths.user_id, paths.project_id, reason)
         self.courier.wake()  # the report goes from the courier's thread: this one holds the state lock
         return state
@@ -200,7 +185,7 @@ class JobManager:
     def reconcile(self, paths: ProjectPaths) -> st.JobState | None:
         """The project's state, with a dead job marked failed; unchecked (as last written) when the lock stays taken."""
         try:
-            with st.locked(paths, timeout=REQUEST_LOCK_WAIT_S):
+            with st.locked(paths, timeout=st.REQUEST_LOCK_WAIT_S):
                 return self._reconciled(paths, st.read_status(paths))
         except LockTimeout:
             return st.read_status(paths)
@@ -228,102 +213,7 @@ class JobManager:
 
     # ---- stop -----------------------------------------------------------------------------------
     def stop(self, paths: ProjectPaths) -> str:
-        """`stopped` when no job of the project runs after this call (it was stopped, or had ended), `completed` when
-        it had completed (nothing to stop: its outputs and report stand); StopRefused for a project without a job.
-        Answers within about STOP_REPLY_S, whatever the job does; the rest of a slow stop runs in the background."""
-        if not paths.status_file.is_file():
-            raise StopRefused("no job was ever started for this project")
-        asked = time.monotonic()
-        try:
-            with st.locked(paths, timeout=REQUEST_LOCK_WAIT_S):
-                # A job whose process is gone is marked failed first (and reported), and never signalled: its recorded
-                # process group may belong to another process by now (a container restart starts pids afresh).
-                state = self._reconciled(paths, st.read_status(paths)) or st.JobState()
-                if not state.active:
-                    return self._ended_word(state)
-                # Written first, under the lock: a job that finishes now cannot commit `completed` any more.
-                self._write_stopped(paths, state)
-        except LockTimeout:
-            return self._stop_lock_holder(paths, asked)
-        pgid = state.pgid
-        _signal_group(pgid, signal.SIGTERM)
-        # TANGO's PM gives up on a call after 5 s: answer within STOP_REPLY_S, and let a job that needs longer
-        # to end (grace, then SIGKILL, then its outputs removed) finish in the background; its state is stopped
-        deadline = asked + min(STOP_REPLY_S, self.config.stop_grace_s)
-        while st.group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if st.group_alive(pgid):
-            threading.Thread(target=self._finish_stop, args=(paths, pgid, state.job_id), daemon=True,
-                             name=f"stop-{paths.project_id[:16]}").start()
-        else:
-            self._finish_stop(paths, pgid, state.job_id)
-        return st.STOPPED
-
-    @staticmethod
-    def _ended_word(state: st.JobState) -> str:
-        """/stop's answer for a job that was no longer running: it completed, or it is stopped/failed."""
-        return st.COMPLETED if state.status == st.COMPLETED else st.STOPPED
-
-    def _write_stopped(self, paths: ProjectPaths, state: st.JobState) -> st.JobState:
-        """Under the lock: the job is stopped; a report it kept before it was stopped is not sent (the PM asked)."""
-        outbox.drop(paths, state.job_id)
-        state = st.write_status(paths, state.replace(status=st.STOPPED, phase="stopped", finished_at=st.now_iso(), eta_s=None))
-        append_to_log(paths, f"stop requested for job {state.job_id}")
-        return state
-
-    def _stop_lock_holder(self, paths: ProjectPaths, asked: float) -> str:
-        """/stop when the state lock stays taken: its holder is stuck (a job frozen while writing its state). The
-        job's processes are killed at once; its state is written under the lock the kernel frees with them."""
-        state = st.read_status(paths) or st.JobState()  # written atomically: whole without the lock
-        if not state.active:
-            return self._ended_word(state)
-        pgid, job_id = state.pgid, state.job_id
-        if not job_id:
-            raise StopRefused(f"{paths.status_file} names no job", 500)
-        self._stopping.add(job_id)
-        if st.group_alive(pgid, job_id):  # only the job's own processes: the recorded group may be another's by now
-            log.warning("%s/%s: the state lock stayed taken; SIGKILL to job %s", paths.user_id, paths.project_id, job_id[:8])
-            _signal_group(pgid, signal.SIGKILL)
-        deadline = asked + STOP_REPLY_S
-        while st.group_alive(pgid, job_id) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        try:
-            with st.locked(paths, timeout=max(0.05, deadline - time.monotonic())):
-                return self._stopped_after_kill(paths, job_id)
-        except LockTimeout:  # held by something other than the job: finish when it lets go
-            threading.Thread(target=self._stop_when_free, args=(paths, job_id), daemon=True,
-                             name=f"stop-{paths.project_id[:16]}").start()
-            return st.STOPPED
-
-    def _stopped_after_kill(self, paths: ProjectPaths, job_id: str) -> str:
-        """Under the lock, once the job was killed: `stopped` and its outputs removed, unless it committed first."""
-        state = st.read_status(paths) or st.JobState()
-        if state.job_id != job_id or not state.active:
-            return self._ended_word(state)  # it completed before it died: its outputs and report stand
-        self._write_stopped(paths, state)
-        paths.remove_outputs()
-        return st.STOPPED
-
-    def _stop_when_free(self, paths: ProjectPaths, job_id: str) -> None:
-        with st.locked(paths):
-            self._stopped_after_kill(paths, job_id)
-
-    def _finish_stop(self, paths: ProjectPaths, pgid: int | None, job_id: str | None) -> None:
-        """The rest of a /stop: SIGKILL after the grace period, then the job's outputs are removed (unless a
-        newer job owns the project by then: its outputs are its own)."""
-        deadline = time.monotonic() + max(self.config.stop_grace_s - STOP_REPLY_S, 0.0)
-        while st.group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if st.group_alive(pgid):
-            append_to_log(paths, f"job did not end within {self.config.stop_grace_s:g}s of SIGTERM: SIGKILL")
-            _signal_group(pgid, signal.SIGKILL)
-            deadline = time.monotonic() + 5.0
-            while st.group_alive(pgid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-        with st.locked(paths):
-            if (st.read_status(paths) or st.JobState()).job_id == job_id:
-                paths.remove_outputs()
-        log.info("stopped %s/%s", paths.user_id, paths.project_id)
+        return self.stopper.stop(paths)
 
     # ---- status ---------------------------------------------------------------------------------
     def status_word(self, paths: ProjectPaths) -> str:

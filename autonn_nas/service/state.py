@@ -25,6 +25,7 @@ READY, STARTED, RUNNING, COMPLETED, FAILED, STOPPED = "ready", "started", "runni
 # from others that, after a restart, reuse the recorded process group id.
 JOB_ID_ENV = "NAS_JOB_ID"
 ACTIVE = (STARTED, RUNNING)
+REQUEST_LOCK_WAIT_S = 0.3  # the longest a request waits for a project's state lock (a job may be frozen holding it)
 FINISHED = (COMPLETED, FAILED, STOPPED)
 
 
@@ -185,3 +186,19 @@ def progress_eta(state: JobState, epoch: int, epochs: int) -> tuple[float, float
         return progress, None
     elapsed = time.time() - started
     return progress, round(elapsed * (1 - progress) / made, 1)
+
+
+def append_to_log(paths: ProjectPaths, message: str) -> None:
+    """A line of the server's in the project's job.log."""
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(paths.job_log, "a", encoding="utf-8") as handle:
+        handle.write(f"{now_iso()} [server] {message}\n")
+
+
+def signal_group(pgid: int | None, sig: int) -> None:
+    """Signal a job's process group; one that is gone (or not ours) is left alone."""
+    if pgid:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
