@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m project_manager_stub", description="TANGO project-manager stub")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the stub server")
-    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: loopback only; 0.0.0.0 in a container that others must reach)")
     serve.add_argument("--port", type=int, default=8085)
     serve.add_argument("--shared", type=Path, default=Path("/shared"), help="the shared volume root")
     serve.add_argument("--stage-url", default="http://neck_nas:8089", help="the stage's base URL, for /stage/<endpoint>")

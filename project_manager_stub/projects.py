@@ -8,7 +8,7 @@ from pathlib import Path
 # The repository's embedded demo volume (shared_volume/), next to this package.
 DEFAULT_DEMO_VOLUME = Path(__file__).resolve().parent.parent / "shared_volume"
 DEFAULT_TEMPLATE = "demo_user/demo_project"
-_PLAIN = re.compile(r"[A-Za-z0-9_.@+-]+")  # as the stage: Django usernames
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")  # as the stage: Django usernames, beginning with a letter or digit
 
 
 def _plain(kind: str, value: str) -> str:
@@ -28,8 +28,12 @@ def project_dataset(project_info: Path) -> str | None:
 
 def create_project(shared: Path, user_id: str, project_id: str, demo_volume: Path = DEFAULT_DEMO_VOLUME,
                    template: str = DEFAULT_TEMPLATE, overwrite: bool = True) -> Path:
-    """Copy the template project (and its dataset, when the shared volume lacks it) into `shared`."""
-    source = demo_volume / "common" / template
+    """Copy the template project (and its dataset, when the shared volume lacks it) into `shared`. The template is a
+    `user/project` folder of the demo volume's common/; a path that leads anywhere else is refused."""
+    templates = (demo_volume / "common").resolve()
+    source = (templates / template).resolve()
+    if templates not in source.parents:
+        raise ValueError(f"template {template!r} is not a project folder of {templates}")
     if not (source / "project_info.yaml").is_file():
         raise FileNotFoundError(f"template project {source} has no project_info.yaml")
     target = shared / "common" / _plain("user_id", user_id) / _plain("project_id", project_id)

@@ -126,7 +126,7 @@ def test_missing_yaml(tmp_path):
         load_dataset_config(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize("text, message", [("train: [images\nval: x\n", "is not valid YAML"), ("- just\n- a list\n", "expected a mapping")])
+@pytest.mark.parametrize("text, message", [("train: [images\nval: x\n", "line 2, column 4: not valid YAML"), ("- just\n- a list\n", "expected a mapping")])
 def test_malformed_yaml(tmp_path, text, message):
     path = tmp_path / "broken.yaml"
     path.write_text(text)

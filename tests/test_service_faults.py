@@ -59,9 +59,16 @@ def test_queue_second_project_waits_its_turn(fault_stack):
     assert fault_stack.call("start") == (200, "started")
     fault_stack.wait_for(("running",), 60)
     assert fault_stack.call("start", project="second") == (200, "started")
-    time.sleep(3)
+    # the second job reaches its queue turn (it imports and checks its inputs first): wait for that, however long
+    # a loaded machine takes; then, while the first job goes on (two more of its epochs), the second still waits
+    assert fault_stack.wait_phase("queued", project="second")["status"] == "started"
+    first_epoch = fault_stack.status()["epoch"] or 0
+    deadline = time.monotonic() + 60
+    while (fault_stack.status()["epoch"] or 0) < first_epoch + 2:
+        assert time.monotonic() < deadline, f"the first job made no progress; job log:\n{fault_stack.job_log()}"
+        time.sleep(0.1)
     detail = fault_stack.status(project="second")
-    assert detail["status"] == "started" and detail["phase"] == "queued", detail
+    assert (detail["status"], detail["phase"]) == ("started", "queued"), detail
     assert fault_stack.call("stop") == (200, "stopped")
     fault_stack.wait_for(("running",), 60, project="second")  # the first one's end frees the machine
     assert fault_stack.call("stop", project="second") == (200, "stopped")
@@ -119,3 +126,31 @@ def test_job_dead_while_server_down_is_found_at_restart(fault_stack):
     assert fault_stack.call("resume") == (200, "started")
     fault_stack.wait_for(("running",), 60)
     assert fault_stack.call("stop") == (200, "stopped")
+
+
+def test_stop_answers_within_a_second_when_the_job_froze_holding_the_state_lock(tmp_path):
+    stack = Stack(tmp_path, extra_env=fake_runner_env(tmp_path, "hang", pause_at="locked"))
+    try:
+        write_project(stack.shared)
+        copy_demo_dataset(stack.shared)
+        assert stack.call("start") == (200, "started")
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "paused").is_file():
+            assert time.monotonic() < deadline, f"the job never took its pause; job log:\n{stack.job_log()}"
+            time.sleep(0.1)
+        pgid = _pgid(stack)
+        os.kill(pgid, signal.SIGSTOP)  # frozen in the middle of a state write, holding the lock
+        with open(_run_dir(stack) / ".status.lock", "a+") as lock:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        asked = time.monotonic()
+        assert stack.call("status_request") == (200, "running")  # answered from the file, without the lock
+        assert time.monotonic() - asked < 2.0
+        asked = time.monotonic()
+        assert stack.call("stop") == (200, "stopped")  # issue 18: /stop waited for the lock for good
+        assert time.monotonic() - asked < 2.0  # the server answers within about 1 s; the rest is a loaded machine's margin
+        assert not group_alive(pgid)  # a frozen job cannot run its SIGTERM handler: it was killed
+        assert stack.call("status_request") == (200, "stopped")
+        assert stack.records("status_report") == []  # a stop is not reported (the job's death is not a failure)
+    finally:
+        stack.close()

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +17,8 @@ from autonn_nas.service.state import process_start_ticks
 from test_service_support import USER, fake_dataset, shared_stack, write_project  # noqa: F401 (fixture)
 
 ENDPOINTS = ("start", "stop", "resume", "status_request")
-BAD_IDS = ["../../etc", "..", ".", "a/b", "a b", "", "x" * 200, "%2e%2e", "user;rm", "..hidden", "a\\b"]
+BAD_IDS = ["../../etc", "..", ".", "a/b", "a b", "", "x" * 200, "%2e%2e", "user;rm", "..hidden", "a\\b",
+           "-h", "--resume", "_x", ".hidden", "@x"]  # an id begins with a letter or digit
 CLASSIFICATION = "task_type : classification\ndataset : coco128_mini\n"
 JOB_TIMEOUT = 120  # seconds for a job process to start (it imports torch) on a shared 2-core CPU
 
@@ -119,22 +122,12 @@ def _listed_dataset(shared, name: str = "listed_only") -> str:
     return name
 
 
-def _wait_phase(stack, project: str, phase: str) -> dict:
-    deadline, detail = time.monotonic() + JOB_TIMEOUT, {}
-    while time.monotonic() < deadline:
-        detail = stack.status(project=project)
-        if detail.get("phase") == phase:
-            return detail
-        time.sleep(0.2)
-    raise AssertionError(f"{project} never reached phase {phase}: {detail}; job log:\n{stack.job_log(project=project)}")
-
-
 def test_resume_refused_after_a_stop_while_queued(shared_stack):
     write_project(shared_stack.shared, project="queued", dataset=_listed_dataset(shared_stack.shared))
     # holding the machine's queue lock keeps the job waiting for its turn, before any search checkpoint exists
     with queue_turn(shared_stack.root / "queue.lock"):
         assert shared_stack.call("start", project="queued") == (200, "started")
-        _wait_phase(shared_stack, "queued", "queued")
+        shared_stack.wait_phase("queued", project="queued", timeout=JOB_TIMEOUT)
         assert shared_stack.call("stop", project="queued") == (200, "stopped")
         assert shared_stack.call("resume", project="queued") == (400, "failed")
     assert shared_stack.call("status_request", project="queued") == (200, "stopped")
@@ -173,19 +166,45 @@ def test_unknown_route_and_wrong_method_are_client_errors(shared_stack):
         assert b"Traceback" not in log.read()
 
 
-def test_stop_leaves_a_reused_process_group_alone(shared_stack):
+# A stand-in for an unrelated process: exits with code 7 on a real-time signal. Pending standard signals (SIGTERM,
+# SIGKILL) are delivered before real-time ones, so its exit code says whether anyone signalled it before we did.
+_STRANGER = ("import pathlib, signal, sys, time; signal.signal(signal.SIGRTMIN, lambda *_: sys.exit(7)); "
+             "pathlib.Path(sys.argv[1]).touch(); time.sleep(120)")
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "PUT", "DELETE"])
+def test_only_get_starts_anything(shared_stack, method):
+    project_dir = write_project(shared_stack.shared, project=f"method_{method}")
+    fake_dataset(shared_stack.shared)
+    for endpoint in ENDPOINTS:
+        request = urllib.request.Request(f"{shared_stack.stage_url}/{endpoint}?user_id={USER}&project_id=method_{method}",
+                                         method=method)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 405 and refused.value.headers["Allow"] == "GET", endpoint
+    assert not (project_dir / "neck_nas").exists()  # issue 18: HEAD /start started a job
+    assert shared_stack.call("status_request", project=f"method_{method}") == (200, "ready")
+
+
+def test_stop_leaves_a_reused_process_group_alone(shared_stack, tmp_path):
     """After a restart the recorded job pid and process group can be another process's: /stop must not signal it."""
     run_dir = write_project(shared_stack.shared, project="ghost") / "neck_nas"
     run_dir.mkdir(parents=True)
-    stranger = subprocess.Popen(["sleep", "120"], start_new_session=True)  # now holds the recorded pid and group id
+    ready = tmp_path / "stranger_ready"
+    stranger = subprocess.Popen([sys.executable, "-c", _STRANGER, str(ready)], start_new_session=True)  # holds the recorded pid and group id
     try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert time.monotonic() < deadline and stranger.poll() is None, "the stand-in process did not start"
+            time.sleep(0.05)
         # the recorded job started before this process did: its pid was reused
         (run_dir / "status.json").write_text(json.dumps({
             "status": "running", "job_id": "gone", "pid": stranger.pid, "pgid": stranger.pid,
             "pid_start": process_start_ticks(stranger.pid) - 1}))
         assert shared_stack.call("stop", project="ghost") == (200, "stopped")
-        time.sleep(0.5)
-        assert stranger.poll() is None, "the stranger's process group was signalled"
+        # a signal /stop sent is pending by now (kill() returned before the answer) and goes before ours
+        stranger.send_signal(signal.SIGRTMIN)
+        assert stranger.wait(30) == 7, "the stranger's process group was signalled"
         detail = shared_stack.status(project="ghost")
         assert detail["status"] == "failed" and "no longer running" in detail["error"], detail
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -79,24 +78,36 @@ def test_stop_while_exporting_leaves_no_outputs(paused_stack):
 
 
 @pytest.mark.parametrize("paused_stack", ["placing"], indirect=True)
-def test_stop_while_placing_waits_and_the_job_completes_with_every_output(paused_stack):
-    """Placing runs under the state lock: a /stop then waits for it, and the job ends completed with the whole set
-    (as for a /stop after the end); it can never leave part of the set."""
+def test_stop_while_placing_stops_the_job_and_the_pm_never_hears_completed(paused_stack):
+    """Placing runs outside the state lock: a /stop in the middle of it answers `stopped` at once, and the job ends
+    stopped with none of its outputs; the PM hears nothing (a /stop is not reported), `completed` least of all."""
     assert paused_stack.call("start") == (200, "started")
     assert _wait_paused(paused_stack) == "placing"
     assert _placed(paused_stack) == {"bestmodel.pt"}  # the pause really is in the middle of the placing
-    answers = []
-    stop = threading.Thread(target=lambda: answers.append(paused_stack.call("stop")))
-    stop.start()
-    time.sleep(1.5)
-    assert stop.is_alive(), f"/stop answered {answers} while the job held the lock"
-    (paused_stack.root / "go").touch()
-    stop.join(60)
-    assert answers == [(200, "stopped")]
+    pgid = _pgid(paused_stack)
+    asked = time.monotonic()
+    assert paused_stack.call("stop") == (200, "stopped")
+    assert time.monotonic() - asked < 2.0
+    (paused_stack.root / "go").touch()  # were the job still going, it would now place the rest and commit
+    deadline = time.monotonic() + 30
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not group_alive(pgid)
+    assert paused_stack.call("status_request") == (200, "stopped")
+    assert _placed(paused_stack) == set() and _leftovers(paused_stack) == []
+    # every process of the job is gone and no report is kept for the server to send: nobody can report it any more
+    assert not (_project_dir(paused_stack) / "neck_nas" / "outbox.json").exists()
+    assert paused_stack.records("status_report") == []
+
+
+@pytest.mark.parametrize("paused_stack", [None], indirect=True)
+def test_stop_after_the_job_completed_says_so_and_keeps_the_outputs(paused_stack):
+    assert paused_stack.call("start") == (200, "started")
+    assert paused_stack.wait_for(("completed", "failed"), 120)[-1] == "completed", paused_stack.job_log()
+    assert paused_stack.wait_report(30)["status"] == "completed"
+    assert paused_stack.call("stop") == (200, "completed")  # nothing was stopped: the PM is told, not misled
     assert paused_stack.call("status_request") == (200, "completed")
-    assert paused_stack.wait_report(60)["status"] == "completed"
-    assert _placed(paused_stack) == OUTPUTS and _leftovers(paused_stack) == []
-    assert set(paused_stack.status()["outputs"]) == OUTPUTS
+    assert _placed(paused_stack) == OUTPUTS
 
 
 @pytest.mark.parametrize("paused_stack", ["placing", "writing"], indirect=True)
@@ -110,4 +121,20 @@ def test_job_killed_while_placing_leaves_no_outputs(paused_stack, request):
         assert [p.startswith(".bestmodel.pt.") for p in _leftovers(paused_stack)] == [True]
     os.killpg(_pgid(paused_stack), signal.SIGKILL)
     paused_stack.wait_for(("failed",), 30)
+    assert _placed(paused_stack) == set() and _leftovers(paused_stack) == []
+
+
+@pytest.mark.parametrize("paused_stack", ["writing"], indirect=True)
+def test_server_then_job_killed_while_placing_is_found_without_a_request(paused_stack):
+    """The server dies while the job places its outputs; a new server starts while the job still runs (it is not
+    its child), then the job dies too: the new server finds it, removes what it left and reports it failed."""
+    assert paused_stack.call("start") == (200, "started")
+    assert _wait_paused(paused_stack) == "writing"
+    pgid = _pgid(paused_stack)
+    paused_stack.stage.stop(signal.SIGKILL)
+    paused_stack.start_stage()
+    assert paused_stack.call("status_request") == (200, "running")
+    os.killpg(pgid, signal.SIGKILL)
+    assert paused_stack.wait_report(30)["status"] == "failed"  # no request made: the server's own patrol found it
+    assert paused_stack.call("status_request") == (200, "failed")
     assert _placed(paused_stack) == set() and _leftovers(paused_stack) == []

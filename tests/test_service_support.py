@@ -90,9 +90,16 @@ class Stack:
         self.env = {"NAS_STATUS_UPDATES": "1", "NAS_QUEUE_LOCK": str(root / "queue.lock"), "NAS_STOP_GRACE_S": "3",
                     "NAS_PM_ATTEMPTS": "3", "NAS_PM_TIMEOUT_S": "1", "NAS_PM_BACKOFF_S": "0.2",
                     "OMP_NUM_THREADS": "1", **(extra_env or {})}
-        self.stub = start_pm_stub(self.shared, self.stage_url, self.stub_port, root / "pm_stub.log", tango=tango) if pm_up else None
+        self.tango = tango
+        self.stub = None
+        if pm_up:
+            self.start_pm()
         self.stage = None
         self.start_stage()
+
+    def start_pm(self) -> None:
+        """The PM stub on its port (a stack made with pm_up=False gets its PM here, later)."""
+        self.stub = start_pm_stub(self.shared, self.stage_url, self.stub_port, self.root / "pm_stub.log", tango=self.tango)
 
     def start_stage(self) -> None:
         self.stage = start_stage(self.shared, self.stub_url, self.stage_port, self.root / "stage.log", self.env)
@@ -130,6 +137,19 @@ class Stack:
                 return seen
             time.sleep(0.1)
         raise AssertionError(f"status stayed {seen} for {timeout}s; job log:\n{self.job_log(user, project)}")
+
+    def wait_detail(self, condition, what: str, timeout: float = 60, user: str = USER, project: str = PROJECT) -> dict:
+        """Poll /status until `condition(detail)` holds; returns that detail."""
+        deadline, detail = time.monotonic() + timeout, {}
+        while time.monotonic() < deadline:
+            detail = self.status(user, project)
+            if condition(detail):
+                return detail
+            time.sleep(0.1)
+        raise AssertionError(f"{project}: {what} not seen within {timeout}s: {detail}; job log:\n{self.job_log(user, project)}")
+
+    def wait_phase(self, phase: str, timeout: float = 60, user: str = USER, project: str = PROJECT) -> dict:
+        return self.wait_detail(lambda detail: detail.get("phase") == phase, f"phase {phase}", timeout, user, project)
 
     def wait_report(self, timeout: float, project: str = PROJECT) -> dict:
         return self.wait_reports(1, timeout, project)[-1]
@@ -193,6 +213,8 @@ def run_search(settings, on_event=None):
         raise RuntimeError("fake search blew up")
     if mode == "finish":
         return _finish(settings)
+    if os.environ.get("FAKE_PAUSE_AT") == "locked":
+        _pause_holding_the_state_lock()
     for epoch in range(10_000):  # "hang": an endless search that reports progress
         # like the real search, a resumable checkpoint before each epoch's event (only its existence matters here)
         with open(os.path.join(settings.out, "last.pt"), "wb") as checkpoint:
@@ -220,6 +242,17 @@ def _pause(where):
         marker.write(where)
     while not os.path.exists(os.path.join(handshake, "go")):
         time.sleep(0.05)
+
+def _pause_holding_the_state_lock():
+    """The next state write (the first epoch's progress, under the state lock) waits for the test first."""
+    from autonn_nas.service import state
+
+    write = state.write_status
+    def paused_write(paths, new_state):
+        state.write_status = write
+        _pause("locked")
+        return write(paths, new_state)
+    state.write_status = paused_write
 
 def _pause_in_output_phase(point):
     # The job's own functions run unchanged; they are only wrapped to wait at one moment of the output phase.
@@ -256,8 +289,8 @@ sys.modules["autonn_nas.search.runner"] = module
 
 def fake_runner_env(root: Path, mode: str, pause_at: str | None = None) -> dict[str, str]:
     """The environment that gives the stack's jobs the stand-in search: `mode` crash, hang or finish (a real tiny
-    model at once); with finish, `pause_at` (exported | placing | writing) holds the job in its output phase until the
-    test creates root/go (root/paused says it got there)."""
+    model at once); `pause_at` holds the job until the test creates root/go (root/paused says it got there): with
+    finish, in its output phase (exported | placing | writing); with hang, `locked`: holding the state lock."""
     site = root / "fake_site"
     site.mkdir(parents=True, exist_ok=True)
     (site / "sitecustomize.py").write_text(_FAKE_RUNNER)

@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from autonn_nas.service.local_stack import http_get
-from autonn_nas.service.pm_client import OUTBOX_FILE
+from autonn_nas.service.paths import OUTBOX_FILE
 from test_service_support import TINY_SETTINGS, Stack, copy_demo_dataset, needs_runner, write_project
 
 pytestmark = [needs_runner, pytest.mark.slow]
-USER, PROJECT = "jane.doe+nas@example.com", "-tango_1"  # Django usernames; an id may begin with '-'
+USER, PROJECT = "jane.doe+nas@example.com", "tango-1_x"  # Django usernames (an id begins with a letter or digit)
 JOB_TIMEOUT = 300
 
 
@@ -56,15 +56,18 @@ def test_a_report_under_a_wrong_id_is_retried_logged_kept_and_delivered_after_a_
     try:
         assert _pm_call(stack, "start") == (200, "started")
         assert stack.wait_for(("completed", "failed"), JOB_TIMEOUT, USER, PROJECT)[-1] == "completed", stack.job_log(USER, PROJECT)
+        # the job's own NAS_PM_ATTEMPTS tries are refused, then the report stays in the outbox (and the server
+        # goes on re-sending it, refused each time)
         deadline = time.monotonic() + 60
-        while not outbox.is_file() and time.monotonic() < deadline:
+        while "is kept in" not in stack.job_log(USER, PROJECT) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert outbox.is_file(), stack.job_log(USER, PROJECT)
         refused = stack.records("status_report_refused")
-        assert len(refused) == 3 and {r["container_id"] for r in refused} == {"neck_nas"}  # NAS_PM_ATTEMPTS tries
+        assert len(refused) >= 3 and {r["container_id"] for r in refused} == {"neck_nas"}
         assert stack.records("status_report") == []
         log = stack.job_log(USER, PROJECT)
-        assert "not an acknowledgement" in log and "is not one of autonn" in log and "kept in" in log
+        assert "not an acknowledgement" in log and "is not one of autonn" in log
+        assert "is not one of autonn" in stack.status(USER, PROJECT)["report_pending"]["last_reply"]
         stack.env["CONTAINER_ID"] = "autonn"
         stack.restart_stage()  # the next server start sends the kept report, under its own id
         report = stack.wait_report(60, PROJECT)

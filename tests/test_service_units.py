@@ -20,12 +20,13 @@ from autonn_nas.service.project_info import ProjectInfoError, read_project_info
 from test_service_support import PM_INFO_TEMPLATE, fake_dataset, write_project
 
 
-@pytest.mark.parametrize("good", ["demo_user", "p-1", "A.b_c", "x" * 128, "v1.2", "a@b.c+d", "-h", "--resume"])
+@pytest.mark.parametrize("good", ["demo_user", "p-1", "A.b_c", "x" * 128, "v1.2", "a@b.c+d", "7-up"])
 def test_plain_ids_pass(good):
     assert check_id("user_id", good) == good
 
 
-@pytest.mark.parametrize("bad", ["", None, ".", "..", "../x", "a/b", "a\\b", "..a", "a..b", "a b", "a\n", "x" * 129, "é"])
+@pytest.mark.parametrize("bad", ["", None, ".", "..", "../x", "a/b", "a\\b", "..a", "a..b", "a b", "a\n", "x" * 129, "é",
+                                 "-h", "--resume", "_x", ".hidden", "@home", "+1"])
 def test_other_ids_refused(bad):
     with pytest.raises(InvalidIdError):
         check_id("user_id", bad)
@@ -111,7 +112,8 @@ def test_pm_down_bounded_and_never_raises(tmp_path):
     config = dataclasses.replace(ServiceConfig.from_env({"SHARED_DIR": str(tmp_path)}), pm_url=f"http://127.0.0.1:{free_port()}",
                                  pm_attempts=3, pm_timeout_s=0.5, pm_backoff_s=0.1, status_updates=True)
     started = time.monotonic()
-    assert PMClient(config).status_report("u", "p", "completed") is False
+    delivered, problem = PMClient(config).status_report("u", "p", "completed")
+    assert delivered is False and "ConnectionError" in problem
     assert PMClient(config).status_update("u", "p", "epoch_summary", {"epoch": 0}) is False
     assert time.monotonic() - started < 3 * 0.5 + 0.1 + 0.2 + 2.0
 
@@ -192,3 +194,47 @@ def test_only_an_acknowledged_report_counts_as_delivered(code, body, taken):
     response = requests.Response()
     response.status_code, response._content = code, body.encode()
     assert acknowledged(response) is taken
+
+
+def test_job_state_reads_and_writes_the_same_json(tmp_path):
+    """status.json of an earlier version (a subset of the keys, one this version does not know) reads into a JobState
+    and is written back with the same values: nothing of it is lost."""
+    import json
+
+    from autonn_nas.service.state import JobState, read_status, write_status
+
+    paths = ProjectPaths.of(tmp_path, "u", "p")
+    old = {"status": "running", "job_id": "abc", "pid": 12, "epoch": 3, "progress": 0.5, "an_older_key": [1, 2]}
+    paths.run_dir.mkdir(parents=True)
+    paths.status_file.write_text(json.dumps(old))
+    state = read_status(paths)
+    assert isinstance(state, JobState) and state.active and (state.job_id, state.epoch) == ("abc", 3)
+    write_status(paths, state.replace(epoch=4))
+    written = json.loads(paths.status_file.read_text())
+    assert {k: written[k] for k in old} == old | {"epoch": 4} and written["updated_at"]
+    paths.status_file.write_text("[1, 2]")
+    assert read_status(paths).status == "failed" and "unreadable" in read_status(paths).error
+
+
+def test_file_lock_times_out_while_another_process_holds_it(tmp_path):
+    import subprocess
+    import sys
+
+    from autonn_nas.service.file_lock import LockTimeout, file_lock
+
+    lock = tmp_path / "x.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(lock)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(LockTimeout):
+            with file_lock(lock, timeout=0.2):
+                pass
+        assert 0.2 <= time.monotonic() - started < 2.0
+    finally:
+        holder.kill()
+        holder.wait()
+    with file_lock(lock, timeout=5):  # freed by the kernel with its holder
+        pass

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from autonn_nas.data.errors import DatasetError
+from autonn_nas.utils.bounded_yaml import YamlInputError, load_yaml_file, shown
 from autonn_nas.utils.log import get_logger
 
 log = get_logger("data.config")
@@ -25,6 +24,7 @@ SPLITS = ("train", "val")
 KNOWN_KEYS = ("path", "train", "val", "test", "nc", "names")  # test: YOLO's convention; nothing here reads it
 IGNORED_KEYS = ("download", "roboflow")  # what other tools put in their dataset.yaml files; not a typo, not used
 _said: set[str] = set()  # warnings already given in this process (a dataset.yaml is read several times per run)
+MAX_CLASSES = 100_000  # far above any detection dataset (LVIS has 1203); an absurd nc is refused, not allocated
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,9 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
 
 def _read_yaml(yaml_path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" line {where.line + 1}" if where is not None else ""
-        raise DatasetError(f"{yaml_path}:{line} is not valid YAML: {getattr(error, 'problem', None) or error}") from error
-    except UnicodeDecodeError as error:
-        raise DatasetError(f"{yaml_path}: not a UTF-8 text file ({error})") from error
+        data = load_yaml_file(yaml_path)
+    except YamlInputError as error:
+        raise DatasetError(str(error)) from None
     if not isinstance(data, dict):
         raise DatasetError(f"{yaml_path}: expected a mapping with keys train, val, nc, names; got {type(data).__name__}")
     return data
@@ -129,8 +125,8 @@ def _classes(data: dict[str, Any], yaml_path: Path) -> tuple[int, list[str]]:
 
     nc = data.get("nc")
     if nc is not None:
-        if isinstance(nc, bool) or not isinstance(nc, int) or nc < 1:
-            raise DatasetError(f"{yaml_path}: 'nc' must be a positive integer, got {nc!r}")
+        if isinstance(nc, bool) or not isinstance(nc, int) or not 1 <= nc <= MAX_CLASSES:
+            raise DatasetError(f"{yaml_path}: 'nc' must be a positive integer (at most {MAX_CLASSES}), got {shown(nc)}")
         if names is not None and len(names) != nc:
             raise DatasetError(f"{yaml_path}: nc is {nc} but names lists {len(names)} classes; make them agree")
     elif names is not None:

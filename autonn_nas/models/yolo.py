@@ -18,6 +18,8 @@ from torch import nn
 
 from .choice import MBottleneckCSP2
 from .common import Bottleneck, BottleneckCSP, BottleneckCSP2, Concat, Conv, Detect, SPPCSP
+from autonn_nas.utils.bounded_yaml import YamlInputError, load_yaml_file
+
 from .search_space import SEARCHABLE_MODULE, SPACE_KEY, ArchitectureError, SearchSpace, block_label, scale_depth, search_space
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -71,9 +73,9 @@ def load_cfg(cfg: str | Path | dict) -> dict:
         path = resolve_cfg_path(cfg)
         source = str(path)
         try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+            data = load_yaml_file(path)
+        except YamlInputError as exc:
+            raise ConfigError(str(exc)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a model config must be a mapping with keys {', '.join(REQUIRED_KEYS)}")
     missing = [key for key in REQUIRED_KEYS if key not in data]

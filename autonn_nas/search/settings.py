@@ -5,9 +5,14 @@ quick on a CPU, the real sizes on a GPU.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import typing
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from autonn_nas.search.limits import SETTING_MAXIMA, check_batch_pixels
+from autonn_nas.utils.bounded_yaml import shown
 from autonn_nas.utils.img_size import img_size_problem
 
 STRATEGIES = ("proxyless", "darts", "spos")
@@ -17,6 +22,7 @@ LATENCY_DEVICES = ("cpu", "cuda")  # where latency costs may be measured; None i
 # or "prior_art" (TANGO's earlier neck NAS: after max(3 epochs, 1000 iterations), so a short run never takes
 # one; kept only to compare against it, see benchmarks/README.md)
 ARCH_WARMUPS = ("fraction", "prior_art")
+_KIND_WORDS = {int: "an integer", float: "a number", str: "text", bool: "true or false", dict: "a mapping"}
 
 
 @dataclass
@@ -58,9 +64,10 @@ class SearchSettings:
     def from_mapping(cls, values: Mapping[str, Any], source: str = "settings") -> "SearchSettings":
         """Build from a dict (e.g. a parsed neck_nas.yaml); unknown keys are an error naming the valid ones.
         `source` begins each error message (the file the values came from; "" for none)."""
-        unknown = sorted(set(values) - set(cls.field_names()))
+        unknown = sorted(map(str, set(values) - set(cls.field_names())))
         if unknown:
-            raise ValueError(f"{source + ': ' if source else ''}unknown setting(s) {', '.join(unknown)}; valid: {', '.join(cls.field_names())}")
+            named = ", ".join(key[:40] for key in unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            raise ValueError(f"{source + ': ' if source else ''}unknown setting(s) {named}; valid: {', '.join(cls.field_names())}")
         settings = cls(**dict(values))
         settings.validate(source)
         return settings
@@ -75,40 +82,71 @@ class SearchSettings:
         def fail(message: str) -> None:
             raise ValueError(f"{source}: {message}" if source else message)
 
+        self._check_types(fail)
+        for name, most in SETTING_MAXIMA.items():
+            value = getattr(self, name)
+            if value is not None and value > most:
+                fail(f"{name} must be at most {most:g}, got {shown(value)}")
+        if self.seed < 0:
+            fail(f"seed must be 0 or more, got {self.seed}")
         if self.strategy not in STRATEGIES:
-            fail(f"strategy '{self.strategy}' is not one of {', '.join(STRATEGIES)}")
+            fail(f"strategy {shown(self.strategy)} is not one of {', '.join(STRATEGIES)}")
         if self.arch_warmup not in ARCH_WARMUPS:
-            fail(f"arch_warmup '{self.arch_warmup}' is not one of {', '.join(ARCH_WARMUPS)}")
+            fail(f"arch_warmup {shown(self.arch_warmup)} is not one of {', '.join(ARCH_WARMUPS)}")
         if not isinstance(self.nproc, int) or isinstance(self.nproc, bool) or self.nproc < 1:
-            fail(f"nproc must be a positive integer, got {self.nproc!r}")
+            fail(f"nproc must be a positive integer, got {shown(self.nproc)}")
         if self.cost_measure not in COST_MEASURES:
-            fail(f"cost_measure '{self.cost_measure}' is not one of {', '.join(COST_MEASURES)}")
+            fail(f"cost_measure {shown(self.cost_measure)} is not one of {', '.join(COST_MEASURES)}")
         if self.latency_device not in (None, *LATENCY_DEVICES):
-            fail(f"latency_device '{self.latency_device}' is not one of {', '.join(LATENCY_DEVICES)}")
+            fail(f"latency_device {shown(self.latency_device)} is not one of {', '.join(LATENCY_DEVICES)}")
         for name in ("epochs", "img_size", "batch_size", "workers", "evaluations", "retrain_epochs"):
             value = getattr(self, name)
             may_be_zero = name in ("workers", "retrain_epochs")
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (0 if may_be_zero else 1)):
-                fail(f"{name} must be a {'non-negative' if may_be_zero else 'positive'} integer, got {value!r}")
+                fail(f"{name} must be a {'non-negative' if may_be_zero else 'positive'} integer, got {shown(value)}")
         if self.img_size is not None and img_size_problem(self.img_size):
             fail(f"img_size {img_size_problem(self.img_size)}")
         for name in ("width", "depth", "budget"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0):
-                fail(f"{name} must be a positive number, got {value!r}")
+                fail(f"{name} must be a positive number, got {shown(value)}")
         if self.lightweight_level is not None and not (isinstance(self.lightweight_level, int) and 0 <= self.lightweight_level <= 10):
-            fail(f"lightweight_level must be an integer 0..10, got {self.lightweight_level!r}")
+            fail(f"lightweight_level must be an integer 0..10, got {shown(self.lightweight_level)}")
         if self.hyp is not None:
             from autonn_nas.train.hyp import merge_hyp
 
             if not isinstance(self.hyp, dict):
-                fail(f"hyp must map hyperparameter names to numbers, got {self.hyp!r}")
+                fail(f"hyp must map hyperparameter names to numbers, got {shown(self.hyp)}")
             try:
                 merge_hyp(self.hyp)
             except (ValueError, TypeError) as exc:
-                fail(f"hyp: {exc}")
+                fail(f"hyp: {shown(str(exc), 200)}")
         if not 0.0 < self.holdout_fraction < 1.0:
-            fail(f"holdout_fraction must be between 0 and 1, got {self.holdout_fraction!r}")
+            fail(f"holdout_fraction must be between 0 and 1, got {shown(self.holdout_fraction)}")
+        check_batch_pixels(self.batch_size, self.img_size, source)
+
+    def _check_types(self, fail) -> None:
+        """Each value has its field's type (an int is a float too; a bool is neither), before any arithmetic on it:
+        `seed: abc` or `width: [1]` in neck_nas.yaml is a reason, not a TypeError inside the search."""
+        for name, hint in typing.get_type_hints(type(self)).items():
+            value = getattr(self, name)
+            allowed = [t for t in typing.get_args(hint) or (hint,) if t is not type(None)]
+            if value is None and len(allowed) < len(typing.get_args(hint) or (hint,)):
+                continue
+            kinds = {typing.get_origin(t) or t for t in allowed}
+            if bool in kinds:
+                ok = isinstance(value, bool)
+            elif isinstance(value, bool):
+                ok = False
+            elif float in kinds:
+                ok = isinstance(value, (int, float)) and math.isfinite(value)
+            elif str in kinds:
+                ok = isinstance(value, (str, os.PathLike))
+            else:
+                ok = isinstance(value, tuple(kinds))
+            if not ok:
+                wanted = " or ".join(sorted(_KIND_WORDS.get(k, getattr(k, "__name__", str(k))) for k in kinds))
+                fail(f"{name} must be {wanted}, got {shown(value)}")
 
     def resolve_defaults(self, on_gpu: bool, processes: int = 1) -> "SearchSettings":
         """Fill unset sizes: a few-minute run on CPU (one retrain epoch: a check that the hand-off trains, not a

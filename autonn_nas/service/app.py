@@ -1,15 +1,14 @@
 """The stage's HTTP endpoints (contract.md): plain one-word replies for the PM, JSON /status, /healthz."""
 from __future__ import annotations
 
-import threading
-
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from autonn_nas.service import state as st
 from autonn_nas.service.config import ServiceConfig
 from autonn_nas.service.jobs import JobManager
 from autonn_nas.service.paths import ProjectPaths
+from autonn_nas.service.refusals import Refused
 from autonn_nas.utils.log import get_logger
 
 log = get_logger("service.app")
@@ -19,26 +18,39 @@ def _word(word: str, code: int = 200) -> Response:
     return Response(word, status=code, mimetype="text/plain")
 
 
-def create_app(config: ServiceConfig | None = None, manager: JobManager | None = None, scan_on_start: bool = True) -> Flask:
+def create_app(config: ServiceConfig | None = None, manager: JobManager | None = None, background: bool = True) -> Flask:
     config = config or ServiceConfig.from_env()
     manager = manager or JobManager(config)
     app = Flask("autonn_nas.service")
     app.config["NAS"] = config
-    if scan_on_start:
-        # Jobs that died with a previous server are found and reported without waiting for a request.
-        threading.Thread(target=manager.reconcile_all, daemon=True, name="startup-scan").start()
+    if background:
+        # Jobs that died unwatched (with a previous server) are found and reported without waiting for a
+        # request, and reports the PM has not taken are sent again until it does.
+        manager.start_background()
 
     def project() -> ProjectPaths:
         """The request's project; raises ValueError (-> `failed`, 400) for ids that are not plain names."""
         user_id = request.args.get("user_id") or request.args.get("userid")
         return manager.paths(user_id, request.args.get("project_id"))
 
+    @app.before_request
+    def only_get():
+        # Flask answers HEAD (as GET, running the view) and OPTIONS on every GET route by itself: here a HEAD
+        # /start would start a job. Only GET does anything; an unknown path stays a 404.
+        if request.method != "GET" and (request.routing_exception is None or isinstance(request.routing_exception, MethodNotAllowed)):
+            raise MethodNotAllowed(valid_methods=["GET"])
+
     @app.errorhandler(ValueError)
-    def refuse(exc: ValueError):
-        log.warning("%s refused: %s", request.path, exc)
+    def invalid(exc: ValueError):
+        return refused(Refused(str(exc), 400))
+
+    @app.errorhandler(Refused)
+    def refused(exc: Refused):
+        log.warning("%s %s/%s refused: %s", request.path, request.args.get("user_id") or request.args.get("userid"),
+                    request.args.get("project_id"), exc.reason)
         if request.path == "/status":
-            return jsonify({"status": st.FAILED, "error": str(exc)}), 400
-        return _word(st.FAILED, 400)
+            return jsonify({"status": st.FAILED, "error": exc.reason}), exc.code
+        return _word(st.FAILED, exc.code)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -64,15 +76,17 @@ def create_app(config: ServiceConfig | None = None, manager: JobManager | None =
 
     @app.get("/start")
     def start():
-        return _word(*manager.start(project()))
+        manager.start(project())
+        return _word(st.STARTED)
 
     @app.get("/resume")
     def resume():
-        return _word(*manager.start(project(), resume=True))
+        manager.start(project(), resume=True)
+        return _word(st.STARTED)
 
     @app.get("/stop")
     def stop():
-        return _word(*manager.stop(project()))
+        return _word(manager.stop(project()))
 
     @app.get("/status_request")
     def status_request():

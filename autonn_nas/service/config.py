@@ -56,6 +56,7 @@ class ServiceConfig:
     pm_attempts: int = 4  # status_report tries before giving up
     pm_timeout_s: float = 3.0  # per HTTP call
     pm_backoff_s: float = 0.5  # first retry delay, doubled each time
+    pm_retry_max_s: float = 60.0  # longest delay between two tries of a report kept in the outbox
     queue_lock: Path = Path(tempfile.gettempdir()) / "autonn-nas-queue.lock"
     nproc: int = 1  # search processes (GPUs) when neck_nas.yaml sets no nproc
 
@@ -88,6 +89,7 @@ class ServiceConfig:
             pm_attempts=max(1, number("NAS_PM_ATTEMPTS", 4, int)),
             pm_timeout_s=number("NAS_PM_TIMEOUT_S", 3.0),
             pm_backoff_s=number("NAS_PM_BACKOFF_S", 0.5),
+            pm_retry_max_s=number("NAS_PM_RETRY_MAX_S", 60.0),
             queue_lock=Path(env.get("NAS_QUEUE_LOCK") or cls.queue_lock),
             nproc=_positive(number("NAS_NPROC", 1, int), "NAS_NPROC"),
         )

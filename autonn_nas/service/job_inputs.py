@@ -1,6 +1,8 @@
 """Turn a project folder into search settings, or a `failed` reason that names the file and the problem.
 
-Checked before a job is spawned (so /start can answer `failed` at once) and again by the job itself.
+Checked before a job is spawned (so /start can answer `failed` at once) and again by the job itself. The
+server's check (build=False) is bounded: files are read with utils/bounded_yaml.py, every value is checked
+for type and range, and the model by arithmetic (service/model_inputs.py); only the job builds anything.
 """
 from __future__ import annotations
 
@@ -8,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from autonn_nas.search.settings import SearchSettings
-from autonn_nas.service.paths import BASEMODEL, PROJECT_INFO, SETTINGS_FILE, ProjectPaths, inside
+from autonn_nas.service.model_inputs import check_cfg_arithmetic, search_space_of
+from autonn_nas.service.paths import BASEMODEL, PROJECT_INFO, SETTINGS_FILE, ProjectPaths, is_within, links_leading_outside
 from autonn_nas.service.project_info import read_project_info
+from autonn_nas.utils.bounded_yaml import load_yaml_file
 from autonn_nas.service.target import level, project_file, target_choices
 
 SUPPORTED_TASK = "detection"
@@ -39,9 +41,9 @@ class JobInputs:
 
 def _read_settings_file(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise JobInputError(f"{path}: not valid YAML: {exc}") from None
+        data = load_yaml_file(path)
+    except OSError as exc:
+        raise JobInputError(f"{path}: cannot be read: {exc.strerror}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -62,11 +64,13 @@ def _resolve_path_setting(paths: ProjectPaths, key: str, value: Any, source: Pat
         raise JobInputError(str(exc)) from None
 
 
-def load_job_inputs(paths: ProjectPaths, resume: bool = False, nproc: int = 1) -> JobInputs:
+def load_job_inputs(paths: ProjectPaths, resume: bool = False, nproc: int = 1, build: bool = True) -> JobInputs:
     """Read and check every input of the project; raises JobInputError (or a ValueError subclass) with the reason.
-    `nproc` (the stage's NAS_NPROC) applies when neck_nas.yaml sets none."""
+    `nproc` (the stage's NAS_NPROC) applies when neck_nas.yaml sets none. build=False (the server) checks the
+    model config by arithmetic only; build=True (the job) also turns basemodel.yaml into the search space."""
     if not paths.project_dir.is_dir():
         raise JobInputError(f"project folder {paths.project_dir} does not exist")
+    _check_run_folder(paths)
     info_path = paths.input(PROJECT_INFO)
     info = read_project_info(info_path)
 
@@ -97,18 +101,11 @@ def load_job_inputs(paths: ProjectPaths, resume: bool = False, nproc: int = 1) -
     explicit = dict(values)
     notes: list[str] = []
     basemodel = paths.input(BASEMODEL)
-    search_cfg = None
-    if "cfg" not in values and basemodel.is_file():
-        # imported here: it builds the model (torch), which the server needs only for a project with a basemodel.yaml
-        from autonn_nas.search.derive import OtherFamilyError, search_cfg_from_base
-
-        try:
-            search_cfg = search_cfg_from_base(inside(paths.shared_dir, basemodel, BASEMODEL))
-            values["cfg"] = str(paths.run_dir / BASEMODEL_SEARCH)
-        except OtherFamilyError as exc:  # e.g. a YOLOv7/v9 base chosen by an earlier stage: search the built-in base
-            notes.append(f"{BASEMODEL}: {exc}; the built-in {SearchSettings.cfg} is searched instead")
-        except ValueError as exc:
-            raise JobInputError(str(exc)) from None
+    from_base = "cfg" not in values and basemodel.is_file()
+    model_file = Path(values["cfg"]) if "/" in str(values.get("cfg", "")) else None  # a project file, not a built-in name
+    if from_base:
+        model_file = basemodel
+        values["cfg"] = str(paths.run_dir / BASEMODEL_SEARCH)  # the job writes the search space there
     try:
         lightweight = level(info, "lightweight_level", info_path)
         choices = target_choices(info, info_path, paths, explicit)
@@ -127,19 +124,59 @@ def load_job_inputs(paths: ProjectPaths, resume: bool = False, nproc: int = 1) -
         settings = SearchSettings.from_mapping(values, source=str(settings_path))
     except TypeError as exc:
         raise JobInputError(f"{settings_path}: {exc}") from None
+    search_cfg, other_family = None, None
+    try:
+        if model_file is not None:
+            check_cfg_arithmetic(model_file, settings)
+        if from_base and build:
+            search_cfg, other_family = search_space_of(model_file)
+    except ValueError as exc:
+        raise JobInputError(str(exc)) from None
+    if other_family:
+        notes.append(f"{BASEMODEL}: {other_family}; the built-in {SearchSettings.cfg} is searched instead")
+        settings = settings.replace(cfg=SearchSettings.cfg)
     return JobInputs(project_info=info, dataset_yaml=dataset_yaml, settings=settings, search_cfg=search_cfg,
                      half=choices.half, notes=tuple(notes))
 
 
+def _check_run_folder(paths: ProjectPaths) -> None:
+    """The job writes everything under the run folder: no symlink there may lead it outside the volume."""
+    leaks = links_leading_outside(paths.shared_dir, paths.run_dir) if paths.run_dir.is_dir() else []
+    if leaks:
+        raise JobInputError(f"run folder {paths.run_dir}: {len(leaks)} symlink(s) lead outside the shared volume "
+                            f"({leaks[0]}); remove them")
+
+
 def check_dataset_inside(paths: ProjectPaths, dataset_yaml: Path) -> None:
-    """Every image folder a dataset.yaml names (absolute paths included) must be on the shared volume.
+    """Every file of the dataset a search would read or write (its images, their label files and the label
+    folders' caches) must resolve inside the shared volume: a symlink leading outside refuses the dataset,
+    with the count and the first one, before anything is read.
 
     Run by the job, not by /start: it lists the dataset's images, which can take a while."""
     from autonn_nas.data import load_dataset_config
+    from autonn_nas.data.cache import cache_locations
+    from autonn_nas.data.labels import image_to_label_path
 
     config = load_dataset_config(dataset_yaml)
-    for folder in sorted({Path(image).parent for image in [*config.train, *config.val]}):
-        try:
-            inside(paths.shared_dir, folder, "image folder")
-        except ValueError as exc:
-            raise JobInputError(f"{dataset_yaml}: {exc}") from None
+    images = sorted({*config.train, *config.val})
+    labels = [image_to_label_path(image) for image in images]
+    caches = [cache_locations(folder, None)[0] for folder in sorted({label.parent for label in labels})]
+    for what, files in (("image", images), ("label file", labels), ("label cache", caches)):
+        outside = _outside(paths.shared_dir, files)
+        if outside:
+            raise JobInputError(f"{dataset_yaml}: {len(outside)} {what}(s) of the dataset resolve outside the shared volume "
+                                f"{paths.shared_dir}, e.g. {outside[0]} -> {outside[0].resolve()}; the stage reads only files "
+                                "on the volume: copy them in")
+
+
+def _outside(root: Path, files: list[Path]) -> list[Path]:
+    """The files that resolve (symlinks followed) outside `root`; each folder is resolved once (a dataset has many files)."""
+    root = root.resolve()
+    folders: dict[Path, Path] = {}
+    outside = []
+    for path in files:
+        if path.parent not in folders:
+            folders[path.parent] = path.parent.resolve()
+        if not is_within(root, path.resolve() if path.is_symlink() else folders[path.parent] / path.name):
+            outside.append(path)
+    return outside

@@ -14,16 +14,18 @@ import signal
 import sys
 import traceback
 
+from autonn_nas.service import outbox
 from autonn_nas.service import state as st
 from autonn_nas.service.config import ServiceConfig
 from autonn_nas.service.job_inputs import check_dataset_inside, load_job_inputs
 from autonn_nas.service.job_launch import RankFailed, check_nproc, run_search_on_ranks
 from autonn_nas.service.job_record import JobCancelled, JobRecord
+from autonn_nas.service.model_inputs import check_model_size
 from autonn_nas.service.paths import ProjectPaths
-from autonn_nas.service.pm_client import OUTBOX_FILE, PMClient
+from autonn_nas.service.pm_client import PMClient
 from autonn_nas.service.queue import queue_turn
 from autonn_nas.models.yolo import cfg_to_yaml
-from autonn_nas.utils.files import atomic_write_text
+from autonn_nas.utils.files import atomic_write_text, disk_problem
 from autonn_nas.utils.log import configure_logging, get_logger
 
 log = get_logger("service.job")
@@ -37,6 +39,15 @@ def _on_sigterm(signum, frame):
     raise JobStopped()
 
 
+def _reason(exc: BaseException) -> str:
+    """What /status says about an unexpected error: the disk's errno when the disk caused it, out of memory, or a bug."""
+    disk = disk_problem(exc)
+    if disk:
+        return f"cannot write: {disk}; free space on the shared volume (or make it writable), then /resume"
+    kind = "out of memory" if "out of memory" in str(exc).lower() else "internal error"
+    return f"{kind}: {type(exc).__name__}: {exc}"
+
+
 def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: bool) -> int:
     pm = PMClient(config)
     record = JobRecord(paths, job_id, pm)
@@ -45,6 +56,8 @@ def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: boo
         inputs = load_job_inputs(paths, resume=resume, nproc=config.nproc)
         check_dataset_inside(paths, inputs.dataset_yaml)
         check_nproc(inputs.settings)
+        params = check_model_size(inputs.settings, inputs.search_cfg)
+        log.info("the searched model has %.1f M parameters", params / 1e6)
         log.info("job %s for %s/%s: settings %s", job_id, paths.user_id, paths.project_id, inputs.settings.to_dict())
         if inputs.search_cfg is not None:
             atomic_write_text(inputs.settings.cfg, cfg_to_yaml(inputs.search_cfg))
@@ -79,10 +92,11 @@ def run_job(config: ServiceConfig, paths: ProjectPaths, job_id: str, resume: boo
         outcome = st.FAILED if record.fail(str(exc)) else None
     except BaseException as exc:  # noqa: BLE001 - a bug must still be reported as failed
         log.error("failed with an unexpected error:\n%s", traceback.format_exc())
-        reason = "out of memory: " if "out of memory" in str(exc).lower() else "internal error: "
-        outcome = st.FAILED if record.fail(f"{reason}{type(exc).__name__}: {exc}") else None
-    if outcome:
-        pm.status_report(paths.user_id, paths.project_id, outcome, outbox=paths.run_dir / OUTBOX_FILE)
+        reason = _reason(exc)
+        log.error("failed: %s", reason)
+        outcome = st.FAILED if record.fail(reason) else None
+    if outcome:  # the report was kept in the outbox with the final state; the server re-sends it if this fails
+        outbox.deliver(pm, paths)
     return 0 if outcome == st.COMPLETED else 1
 
 

@@ -7,22 +7,14 @@ ends. Among several waiting jobs the order is not guaranteed (the kernel wakes t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from pathlib import Path
 from typing import Callable, Iterator
+
+from autonn_nas.service.file_lock import file_lock
 
 
 @contextlib.contextmanager
 def queue_turn(lock_path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait:
-                on_wait()
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Wait (as long as it takes) for the machine's search turn; `on_wait` is called once if another search holds it."""
+    with file_lock(lock_path, on_wait=on_wait):
+        yield

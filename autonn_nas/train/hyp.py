@@ -46,12 +46,10 @@ def load_hyp_overrides(path: str | None) -> dict[str, float]:
     """The overrides in a YAML file (`--hyp`), e.g. `lr0: 0.001`; {} without a file. Keys are checked by merge_hyp."""
     if not path:
         return {}
-    from pathlib import Path
-
-    import yaml
+    from autonn_nas.utils.bounded_yaml import load_yaml_file
 
     try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        values = load_yaml_file(path) or {}
     except OSError as exc:
         raise ValueError(f"cannot read hyperparameter file {path}: {exc.strerror}") from None
     if not isinstance(values, dict):
