@@ -3,7 +3,7 @@
 What is checked: the run succeeds under `torchrun --nproc-per-node 2`; both ranks end with identical
 weights and architecture logits (digests written by tests/ddp_hooks/rank_digests.py); the weights are close to a single
 process's; only one set of outputs is written; the checkpoint (no 'module.' prefix) resumes in one process,
-and a single process's checkpoint resumes under 2 ranks. The README's other launch forms run the same
+and a single process's checkpoint resumes under 2 ranks. The other launch forms of docs/search.md run the same
 search: `--no-python` with the console script, and two launchers joined by a c10d rendezvous (two
 "machines" on loopback sharing one --out).
 
@@ -116,7 +116,7 @@ def search_arguments(out: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> Run:
-    """The tiny search under `torchrun --nproc-per-node 2 -m autonn_nas` (the README's first form)."""
+    """The tiny search under `torchrun --nproc-per-node 2 -m autonn_nas` (docs/search.md's first form)."""
     folder = tmp_path_factory.mktemp("two_ranks")
     out, debug = folder / "out", folder / "debug"
     done = run_torchrun(torchrun(one_machine(2), MODULE, search_arguments(out)), debug)
@@ -174,7 +174,7 @@ def test_two_process_search_matches_one_process(two_ranks, one_process, tmp_path
 
 @pytest.mark.slow
 def test_no_python_console_script_form_runs_the_same_search(two_ranks, tmp_path):
-    # README: torchrun --nproc-per-node 8 --no-python autonn-nas search ...
+    # docs/search.md: torchrun --nproc-per-node 8 --no-python autonn-nas search ...
     script = Path(sys.executable).parent / "autonn-nas"
     if not script.is_file():
         pytest.skip(f"no console script next to the interpreter ({script}); install the package (pip install -e .)")
@@ -185,7 +185,7 @@ def test_no_python_console_script_form_runs_the_same_search(two_ranks, tmp_path)
 
 @pytest.mark.slow
 def test_two_machines_joined_by_c10d_rendezvous_run_the_same_search(two_ranks, tmp_path):
-    # README's multi-machine form, both "machines" on loopback writing into one --out (a shared volume):
+    # docs/search.md's multi-machine form, both "machines" on loopback writing into one --out (a shared volume):
     # the rendezvous gives each launcher its node rank, and only global rank 0 writes
     out, debug, port = tmp_path / "out", tmp_path / "debug", free_port()
     launch = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",

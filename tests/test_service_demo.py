@@ -1,4 +1,4 @@
-"""`autonn-nas demo` (the README's main job) end to end, shortened: stub + server + real search, exit 0."""
+"""`autonn-nas demo` (`make demo`, the README's main job) end to end, shortened: stub + server + real search, exit 0."""
 from __future__ import annotations
 
 import subprocess

@@ -1,6 +1,6 @@
 """Running the supernet search under torchrun (DistributedDataParallel), one process per device.
 
-Decisions (see README "Many GPUs and machines"):
+Decisions (see docs/search.md, "Many GPUs and machines"):
 - Launch: torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them (a plain `autonn-nas search`) every
   function here is a no-op and the search runs in one process. Backend: nccl on CUDA, gloo on CPU.
 - Same path on every rank: the strategies draw paths from a generator seeded by the shared seed and

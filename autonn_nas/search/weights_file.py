@@ -6,8 +6,8 @@
   average (what the search derives from) as subnet_state_dict does: the architecture given, else the one the
   search shipped (arch.json beside the checkpoint);
 - a state_dict in Scaled-YOLOv4's layout, plain or under 'state_dict' / 'model' (no model YAML: the model
-  comes from --cfg). A pickled Scaled-YOLOv4 checkpoint is converted beforehand (README, 'Starting from
-  weights'); nothing here unpickles code.
+  comes from --cfg). A pickled Scaled-YOLOv4 checkpoint is converted beforehand (docs/cli.md, 'Starting
+  from weights'); nothing here unpickles code.
 """
 from __future__ import annotations
 
