@@ -14,8 +14,8 @@ from autonn_nas.search.settings import SearchSettings
 from autonn_nas.service.model_inputs import check_cfg_arithmetic, search_space_of
 from autonn_nas.service.paths import BASEMODEL, PROJECT_INFO, SETTINGS_FILE, ProjectPaths, is_within, links_leading_outside
 from autonn_nas.service.project_info import read_project_info
-from autonn_nas.utils.bounded_yaml import load_yaml_file
 from autonn_nas.service.target import level, project_file, target_choices
+from autonn_nas.utils.bounded_yaml import load_yaml_file
 
 SUPPORTED_TASK = "detection"
 # Set by the stage from the project; a neck_nas.yaml may not point them elsewhere.
