@@ -16,8 +16,7 @@ import torch
 import yaml
 from torch import nn
 
-from autonn_nas.utils.bounded_yaml import YamlInputError, load_yaml_file
-
+from .bounded_yaml import YamlInputError, load_yaml_file
 from .choice import MBottleneckCSP2
 from .common import SPPCSP, Bottleneck, BottleneckCSP, BottleneckCSP2, Concat, Conv, Detect
 from .search_space import SEARCHABLE_MODULE, SPACE_KEY, ArchitectureError, SearchSpace, block_label, scale_depth, search_space
