@@ -20,7 +20,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(BIN)/autonn-nas demo
 
+# the style check first (line length, import order, unused names: [tool.ruff] in pyproject.toml), then the suite
 test: install
+	$(BIN)/ruff check autonn_nas tests benchmarks project_manager_stub
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -143,7 +143,8 @@ def _worker(args: argparse.Namespace) -> int:
 def report(out: Path, strategies: list[str]) -> str:
     units = [json.loads(p.read_text()) for p in sorted((out / "units").glob("*.json"))]
     lines = ["# Planted-architecture benchmark", "",
-             "| strategy | units | activation recovered | 5x5 recovered | both | searched (before confirmation): activation | shipped the base | CPU minutes per search (median, max) |",
+             "| strategy | units | activation recovered | 5x5 recovered | both | searched (before confirmation): activation "
+             "| shipped the base | CPU minutes per search (median, max) |",
              "|---|---|---|---|---|---|---|---|"]
     for strategy in strategies:
         mine = [u for u in units if u["strategy"] == strategy]
@@ -159,7 +160,8 @@ def report(out: Path, strategies: list[str]) -> str:
         minutes = sorted(u["cpu_minutes"] for u in mine)
         median = minutes[len(minutes) // 2]
         lines.append(f"| {strategy} | {len(mine)} | {act}/{blocks} = {act / blocks:.0%} | {k5}/{k5_total} = {k5 / max(k5_total, 1):.0%} | "
-                     f"{both}/{blocks} = {both / blocks:.0%} | {searched}/{blocks} = {searched / blocks:.0%} | {base}/{len(mine)} | {median:.1f}, {minutes[-1]:.1f} |")
+                     f"{both}/{blocks} = {both / blocks:.0%} | {searched}/{blocks} = {searched / blocks:.0%} | {base}/{len(mine)} | "
+                     f"{median:.1f}, {minutes[-1]:.1f} |")
     lines += ["", "| unit | planted | shipped | decision | confirmation (derived - base, interval) | minutes |", "|---|---|---|---|---|---|"]
     for u in units:
         c = u.get("confirmation")

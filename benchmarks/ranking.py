@@ -426,7 +426,8 @@ def markdown(data: dict, corr: dict) -> str:
         lines.append(f"| {i + 1} | " + " | ".join(
             f"{r['score'][run]['loss']:.3f} ({r['score'][run]['map']:.4f})" if run in r["score"] else "-" for run in runs) + " |")
     sd = tau_null_sd(corr["n_standalone"])
-    chance = f" With no association, tau over n = {corr['n_standalone']} has a standard deviation of {sd:.3f}: |tau| < {1.96 * sd:.2f} is within chance (5 %, two-sided)." if sd else ""
+    chance = (f" With no association, tau over n = {corr['n_standalone']} has a standard deviation of {sd:.3f}: "
+              f"|tau| < {1.96 * sd:.2f} is within chance (5 %, two-sided).") if sd else ""
     lines += ["", f"**Rank correlation, supernet vs stand-alone** (stand-alone: mean over seeds {seeds}; "
               f"n = architectures scored by both). tau-b / rho.{chance}", "",
               "| search run | n | " + " | ".join(METRICS.values()) + " |", "|---|---|" + "---|" * len(METRICS)]
@@ -460,7 +461,8 @@ def markdown(data: dict, corr: dict) -> str:
     by_id = {r["id"]: r for r in rows}
     base = rows[0]
     lines += ["", "**Search picks vs base**, stand-alone (mean over seeds), and what each search did:", "",
-              "| search run | pick (m_16 m_21 m_25 m_29) | cost / base | val loss | val mAP50 | val mAP50-95 | arch steps | first arch iteration / iterations | largest probability change |",
+              "| search run | pick (m_16 m_21 m_25 m_29) | cost / base | val loss | val mAP50 | val mAP50-95 | arch steps "
+              "| first arch iteration / iterations | largest probability change |",
               "|---|---|---|---|---|---|---|---|---|"]
     entries: list[tuple[str, dict | None, dict | None]] = [("base", base, None)]
     for run, s in data["searches"].items():

@@ -218,25 +218,30 @@ def sweep_markdown(rows: list[dict]) -> str:
             r = row["configs"][c]
             time_cell = f"{r['step_time_ratio']:.2f}" + (f" ({r['amortised_iteration_ratio']:.2f})" if r["arch_step_ratio"] else "")
             cells.append(f"{time_cell} | {r['training_memory_ratio']:.2f} ({r['memory_ratio']:.2f})")
-        lines.append(f"| {row['img']} | {row['width']} | {plain['params']:,} | {plain['weight_step_s']:.3f} | {plain['training_mb']:.0f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row['img']} | {row['width']} | {plain['params']:,} | {plain['weight_step_s']:.3f} | {plain['training_mb']:.0f} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def markdown(step: dict | None, search: dict | None) -> str:
     lines = []
     if step:
-        lines += ["| configuration | params | weight step (s) | / plain | arch step / plain | amortised iteration / plain | peak RSS (MB) | / plain | peak RSS above torch import (MB) | / plain |",
+        lines += ["| configuration | params | weight step (s) | / plain | arch step / plain | amortised iteration / plain | peak RSS (MB) "
+                  "| / plain | peak RSS above torch import (MB) | / plain |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for config, r in step.items():
             arch = f"{r['arch_step_ratio']:.2f}" if r["arch_step_ratio"] else "-"
             lines.append(f"| {config} | {r['params']:,} | {r['weight_step_s']:.3f} | {r['step_time_ratio']:.2f} | {arch} | "
-                         f"{r['amortised_iteration_ratio']:.2f} | {r['peak_rss_mb']:.0f} | {r['memory_ratio']:.2f} | {r['training_mb']:.0f} | {r['training_memory_ratio']:.2f} |")
+                         f"{r['amortised_iteration_ratio']:.2f} | {r['peak_rss_mb']:.0f} | {r['memory_ratio']:.2f} | {r['training_mb']:.0f} | "
+                         f"{r['training_memory_ratio']:.2f} |")
     if search:
-        lines += ["", f"| run (median of {search['repeats']}) | wall time (s) | / plain training | supernet epochs (s) | derivation + evaluation (s) | architecture (last run) |",
+        lines += ["", f"| run (median of {search['repeats']}) | wall time (s) | / plain training | supernet epochs (s) "
+                      "| derivation + evaluation (s) | architecture (last run) |",
                   "|---|---|---|---|---|---|", f"| plain training | {search['plain_training_s']:.1f} | 1.00 | | | |"]
         for strategy, r in search.items():
             if isinstance(r, dict):
-                lines.append(f"| {strategy} search | {r['search_s']:.1f} | {r['ratio']:.2f} | {r['training_s']:.1f} | {r['final_s']:.1f} | {r['architecture']} |")
+                lines.append(f"| {strategy} search | {r['search_s']:.1f} | {r['ratio']:.2f} | {r['training_s']:.1f} | {r['final_s']:.1f} "
+                             f"| {r['architecture']} |")
     return "\n".join(lines)
 
 
@@ -254,7 +259,8 @@ def main() -> int:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="step part: time steps by the wall clock or by the process's CPU time (use cpu with --threads 1 on a busy machine)")
     parser.add_argument("--threads", type=int, help="torch threads (step workers and whole runs; default: torch's). On a shared machine use 1")
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "coco128" / "dataset.yaml"), help="default: ../shared/datasets/coco128 beside the repository")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "coco128" / "dataset.yaml"),
+                        help="default: ../shared/datasets/coco128 beside the repository")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each whole search and of the plain training")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="search part: interleaved repeats of every run; medians are reported")

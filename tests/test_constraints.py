@@ -2,10 +2,10 @@
 allows, to the versions this suite runs with; `make install` and the Dockerfile install with it."""
 from __future__ import annotations
 
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_data_support import make_split
 
 from autonn_nas.data import YoloDataset
 from autonn_nas.data.augment import augment_hsv, flip_horizontal, keep_boxes, mosaic4, random_affine
 from autonn_nas.train.hyp import DEFAULT_HYP
+from test_data_support import make_split
 
 
 @pytest.fixture(scope="module")

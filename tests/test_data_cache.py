@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
-from test_data_support import make_split, write_labels
 
 import autonn_nas.data.cache as cache_module
 import autonn_nas.data.scan as scan_module
 from autonn_nas.data import YoloDataset
+from test_data_support import make_split, write_labels
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_data_support import make_dataset, make_split, write_image, write_yaml
 
 from autonn_nas.data import DatasetError, load_dataset_config
 from autonn_nas.data.config import IMAGE_EXTENSIONS
+from test_data_support import make_dataset, make_split, write_image, write_yaml
 
 
 def test_folders_relative_to_yaml(tmp_path):

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_data_support import RED, draw_image, make_split, write_image, write_labels
 
 from autonn_nas.data import YoloDataset
 from autonn_nas.data.images import ImageProblem, check_image, load_image
+from test_data_support import RED, draw_image, make_split, write_image, write_labels
 
 
 def _truncate(path: Path, keep: float = 0.5) -> Path:

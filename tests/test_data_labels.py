@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_support import make_split, write_image, write_labels
 
 from autonn_nas.data import DatasetError, DatasetReport, YoloDataset, image_to_label_path
 from autonn_nas.data.labels import parse_label_text
+from test_data_support import make_split, write_image, write_labels
 
 
 def test_image_to_label_path_replaces_last_images_folder():

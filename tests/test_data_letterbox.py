@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_data_support import make_split
 
 from autonn_nas.data import YoloDataset
-from autonn_nas.data.letterbox import letterbox, scale_boxes_to_original
 from autonn_nas.data.boxes import xywhn_to_xyxy, xyxy_to_xywhn
+from autonn_nas.data.letterbox import letterbox, scale_boxes_to_original
+from test_data_support import make_split
 
 
 @pytest.mark.parametrize("shape0", [(48, 64), (64, 48), (37, 101), (128, 128), (300, 20)])

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_data_support import make_split
 from torch.utils.data import DistributedSampler
 
 from autonn_nas.data import YoloDataset, create_dataloader, split_holdout
+from test_data_support import make_split
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from autonn_nas.cli import main
 from autonn_nas.export.dependencies import INSTALL_HINT, MissingDependencyError
@@ -19,23 +18,11 @@ from autonn_nas.export.torchscript import load_torchscript
 from autonn_nas.export.verify import compare
 from autonn_nas.models.common import Conv
 from autonn_nas.models.yolo import build_model
-from autonn_nas.train.checkpoint import load_checkpoint, model_from_checkpoint
 from autonn_nas.utils.files import atomic_torch_save
-from test_export_support import VAL_IMAGES, make_bestmodel
+from test_export_support import EXPORT_IMG, VAL_IMAGES, make_bestmodel
 
-IMG = 96
+IMG = EXPORT_IMG  # the size of the `weights` fixture (conftest.py)
 FORMATS = ["onnx", "torchscript"]
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    _yaml, path = make_bestmodel(tmp_path_factory.mktemp("export"), img_size=IMG)
-    return path
-
-
-@pytest.fixture(scope="module")
-def model(weights):
-    return model_from_checkpoint(load_checkpoint(weights))
 
 
 def _pytorch(model, images):

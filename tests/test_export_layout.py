@@ -11,7 +11,7 @@ import torch
 from autonn_nas.export.exporter import export_weights
 from autonn_nas.export.images import image_batch
 from autonn_nas.export.onnx import onnx_session, run_onnx
-from test_export_formats import IMG, model, weights  # noqa: F401 (the fixtures: one trained bestmodel.pt)
+from test_export_support import EXPORT_IMG as IMG
 from test_export_support import VAL_IMAGES
 
 

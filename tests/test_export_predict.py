@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from autonn_nas.cli import main
-from autonn_nas.data.letterbox import letterbox
 from autonn_nas.data.images import load_image
+from autonn_nas.data.letterbox import letterbox
 from autonn_nas.export.draw import class_color, draw_detections
 from autonn_nas.export.exporter import export_weights
 from autonn_nas.export.predict import Predictor, predict_files, yolo_label_lines

@@ -17,6 +17,7 @@ SEARCH_CFG = "yolov4-p5-search.yaml"
 # a mixed architecture: every kernel and activation of the search space appears at least once
 MIXED_ARCH = {"m_16": "k5_leaky", "m_21": "k3_relu", "m_25": "k5_mish", "m_29": "k3_leaky"}
 NAMES = [f"class{i}" for i in range(80)]
+EXPORT_IMG = 96  # the image size of the shared `weights` fixture (conftest.py)
 
 
 def randomize_batch_norms(model: nn.Module, seed: int = 0) -> None:

@@ -1,6 +1,5 @@
 """The YAML parser and the built detector: Scaled-YOLOv4 layout, strides, output shapes."""
 import math
-from pathlib import Path
 
 import pytest
 import torch

@@ -10,9 +10,7 @@ import torch
 
 from autonn_nas.models.search_space import CANDIDATES
 from autonn_nas.models.yolo import build_model
-from autonn_nas.search.cost import latency as latency_module
 from autonn_nas.search.arch import Architecture, base_architecture
-from autonn_nas.search.settings import SearchSettings
 from autonn_nas.search.cost import (
     CostTable,
     build_cost_table,
@@ -23,6 +21,8 @@ from autonn_nas.search.cost import (
     most_probable_within_budget,
     resolve_budget,
 )
+from autonn_nas.search.cost import latency as latency_module
+from autonn_nas.search.settings import SearchSettings
 
 # search-space.md: one candidate of each block (3x3 / 5x5) at full size, nc = 80
 SEED_CANDIDATE_PARAMS = {"m_16": (2_298_880, 5_444_608), "m_21": (576_000, 1_362_432), "m_25": (2_298_880, 5_444_608), "m_29": (9_185_280, 21_768_192)}

@@ -32,8 +32,8 @@ import pytest
 import torch
 
 from autonn_nas.search.runner import run_search
-from ddp_hooks import rank_digests
 from autonn_nas.search.settings import SearchSettings
+from ddp_hooks import rank_digests
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "shared_volume" / "datasets" / "coco128_mini" / "dataset.yaml"

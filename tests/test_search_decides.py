@@ -131,9 +131,9 @@ def test_a_broken_candidate_loses_in_every_block(name, images):
 def test_a_fast_planted_search_recovers_the_planted_activation(tmp_path):
     """The real search (run_search, CLI defaults otherwise) with --teacher on a planted all-k3_relu network
     ships relu in the planted blocks: the search found what was planted and the confirmation let it through."""
-    from benchmarks.planted import FINE_TUNE, make_teacher, recovery
     from autonn_nas.search.runner import run_search
     from autonn_nas.search.settings import SearchSettings
+    from benchmarks.planted import FINE_TUNE, make_teacher, recovery
 
     planted = {label: "k3_relu" for label in ("m_16", "m_21", "m_25", "m_29")}
     teacher = make_teacher(planted, MINI, tmp_path / "teacher.pt", IMG, 0.125, 0.33, seed=1000)

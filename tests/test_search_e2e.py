@@ -53,7 +53,8 @@ def searches(tmp_path_factory, single_thread):
 def test_search_writes_a_derived_model_within_budget(strategy, searches):
     result, events = searches[strategy]
     out = result.out_dir
-    for name in ("arch.json", "neck_nas_model.yaml", "bestmodel.pt", "report.json", "report.md", "last.pt", "history.json", "files_read.json", "cost_table.json"):
+    for name in ("arch.json", "neck_nas_model.yaml", "bestmodel.pt", "report.json", "report.md", "last.pt", "history.json",
+                 "files_read.json", "cost_table.json"):
         assert (out / name).is_file(), name
     plots = {"pareto": str(out / "pareto.png")} | ({} if strategy == "spos" else {"alpha": str(out / "alpha.png")})  # spos: no probabilities
     assert json.loads(result.report.read_text())["files"]["plots"] == plots and all(Path(p).is_file() for p in plots.values())

@@ -8,10 +8,10 @@ import time
 import pytest
 import yaml
 
+from autonn_nas.models.bounded_yaml import MAX_BYTES, YamlBoundsError, YamlInputError, load_yaml_file, load_yaml_text
 from autonn_nas.models.yolo import CONFIG_DIR, load_cfg
 from autonn_nas.search.limits import MAX_MODEL_PARAMS, SizeLimitError, check_cfg_rows, check_model_params
-from autonn_nas.utils.bounded_yaml import MAX_BYTES, YamlBoundsError, YamlInputError, load_yaml_file, load_yaml_text
-from test_service_support import PM_INFO_TEMPLATE, USER, fake_dataset, shared_stack, write_project  # noqa: F401 (fixture)
+from test_service_support import PM_INFO_TEMPLATE, USER, fake_dataset, write_project
 
 # 7 levels of ten aliases each: 10^7 strings once expanded, from a 300-byte file (issue 18: 52 MB status.json)
 ALIAS_BOMB = "task_type : detection\ndataset : coco128_mini\na: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(

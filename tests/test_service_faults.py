@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from test_service_support import PROJECT, Stack, copy_demo_dataset, fake_runner_env, write_project
-
 from autonn_nas.service.state import group_alive
+from test_service_support import PROJECT, Stack, copy_demo_dataset, fake_runner_env, write_project
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from autonn_nas.service.local_stack import http_get
 from autonn_nas.service.queue import queue_turn
 from autonn_nas.service.state import process_start_ticks
-from test_service_support import USER, fake_dataset, shared_stack, write_project  # noqa: F401 (fixture)
+from test_service_support import USER, fake_dataset, write_project
 
 ENDPOINTS = ("start", "stop", "resume", "status_request")
 BAD_IDS = ["../../etc", "..", ".", "a/b", "a b", "", "x" * 200, "%2e%2e", "user;rm", "..hidden", "a\\b",

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from test_service_support import PROJECT, USER, Stack, copy_demo_dataset, fake_runner_env, write_project
-
 from autonn_nas.service.state import group_alive
+from test_service_support import PROJECT, USER, Stack, copy_demo_dataset, fake_runner_env, write_project
 
 # the demo project's engine is pytorch: its export is the TorchScript file
 OUTPUTS = {"neck_nas_model.yaml", "bestmodel.pt", "bestmodel.torchscript", "neural_net_info.yaml", "neck_nas_models"}

@@ -172,25 +172,6 @@ class Stack:
         return path.read_text() if path.is_file() else "(no job log)"
 
 
-@pytest.fixture
-def stack(tmp_path):
-    stack = Stack(tmp_path)
-    try:
-        yield stack
-    finally:
-        stack.close()
-
-
-@pytest.fixture(scope="module")
-def shared_stack(tmp_path_factory):
-    """One stack for a whole module; its tests use their own project ids."""
-    stack = Stack(tmp_path_factory.mktemp("stack"))
-    try:
-        yield stack
-    finally:
-        stack.close()
-
-
 # A stand-in for the search, injected into the job processes through sitecustomize (tests only): it lets a
 # test provoke what the real search should never do, e.g. an unexpected exception, or a search that hangs.
 _FAKE_RUNNER = '''

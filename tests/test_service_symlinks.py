@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from autonn_nas.service.paths import ProjectPaths
-from test_service_support import DEMO_DATASET, DEMO_VOLUME, fake_dataset, shared_stack, write_project  # noqa: F401 (fixture)
+from test_service_support import DEMO_DATASET, DEMO_VOLUME, fake_dataset, write_project
 
 SECRET = "secret-line-of-a-file-outside"
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from autonn_nas.models.yolo import build_model, load_cfg
 from autonn_nas.models.search_space import CANDIDATES
+from autonn_nas.models.yolo import build_model, load_cfg
 from autonn_nas.service.job_inputs import JobInputError, load_job_inputs
 from autonn_nas.service.paths import ProjectPaths
 from test_service_support import PM_INFO_TEMPLATE, PROJECT, TINY_SETTINGS, USER, Stack, copy_demo_dataset, fake_dataset, needs_runner, write_project

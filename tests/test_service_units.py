@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from autonn_nas.models.yolo import CONFIG_DIR, config_rows, load_cfg, searchable_labels
-
 from autonn_nas.service.config import ServiceConfig
 from autonn_nas.service.job_inputs import JobInputError, load_job_inputs
 from autonn_nas.service.local_stack import free_port

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from autonn_nas.cli import main as cli_main
+from autonn_nas.train import trainer as trainer_module
 from autonn_nas.train.checkpoint import load_checkpoint, model_from_checkpoint
 from autonn_nas.train.settings import TrainSettings
-from autonn_nas.train import trainer as trainer_module
 from autonn_nas.train.trainer import run_training
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrain-epochs", type=int, help="then fine-tune the shipped network from its inherited weights "
                                                            "for this many epochs (default: 1 on CPU, 50 on CUDA; 0: no retrain)")
     add_img_size(parser, "image size, a multiple of 32 (default: 256 on CPU, 640 on CUDA)", dest="img_size")
-    parser.add_argument("--batch", "--batch-size", dest="batch_size", type=int, help="global batch size (default: 8 on CPU; on CUDA 16 per GPU, halved on out-of-memory in a single process)")
+    parser.add_argument("--batch", "--batch-size", dest="batch_size", type=int,
+                        help="global batch size (default: 8 on CPU; on CUDA 16 per GPU, halved on out-of-memory in a single process)")
     parser.add_argument("--width", type=float, help="width_multiple (default: 0.25 on CPU, the YAML's on CUDA)")
     parser.add_argument("--depth", type=float, help="depth_multiple (default: 0.33 on CPU, the YAML's on CUDA)")
     parser.add_argument("--budget", type=float, help="most the derived model may cost, relative to the base model (default 1.0)")

@@ -15,7 +15,6 @@ import numpy as np
 from autonn_nas.data.augment_defaults import AUGMENTATION_DEFAULTS  # noqa: F401 (re-exported)
 from autonn_nas.data.boxes import xywhn_to_xyxy
 
-
 PAD_VALUE = 114  # grey used for every border, as the letterbox does
 
 # a box that an augmentation squeezed below these is dropped (it no longer shows its object)

@@ -66,5 +66,6 @@ def write_cache(label_dir: Path, nc: int | None, entries: dict[str, Any], cache_
             return location
         except OSError as error:
             log.debug("cannot write label cache %s (%s)", location, error)
-    log.info("label cache for %s not saved (folder not writable%s); the next load scans again", label_dir, "" if cache_dir else "; pass cache_dir to keep it elsewhere")
+    log.info("label cache for %s not saved (folder not writable%s); the next load scans again", label_dir,
+             "" if cache_dir else "; pass cache_dir to keep it elsewhere")
     return None

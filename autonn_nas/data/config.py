@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from autonn_nas.data.errors import DatasetError
-from autonn_nas.utils.bounded_yaml import YamlInputError, load_yaml_file, shown
+from autonn_nas.models.bounded_yaml import YamlInputError, load_yaml_file, shown
 from autonn_nas.utils.log import get_logger
 
 log = get_logger("data.config")

@@ -212,7 +212,9 @@ class YoloDataset(Dataset):
 
     # -- batching -------------------------------------------------------------------------------------
     @staticmethod
-    def collate_fn(batch: Sequence[tuple[torch.Tensor, torch.Tensor, str, ShapeInfo]]) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...], tuple[ShapeInfo, ...]]:
+    def collate_fn(
+    batch: Sequence[tuple[torch.Tensor, torch.Tensor, str, ShapeInfo]],
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...], tuple[ShapeInfo, ...]]:
         """Stack images; concatenate targets with column 0 set to each target's image index in the batch."""
         images, targets, paths, shapes = zip(*batch)
         for i, image_targets in enumerate(targets):

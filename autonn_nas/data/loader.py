@@ -24,7 +24,8 @@ class GlobalBatchShard(Sampler[int]):
 
     def __init__(self, base: Sampler, global_batch: int, context: RankContext):
         if global_batch % context.world_size:
-            raise ValueError(f"batch {global_batch} (the global batch) is not divisible by the {context.world_size} processes; use a multiple of {context.world_size}")
+            raise ValueError(f"batch {global_batch} (the global batch) is not divisible by the {context.world_size} processes; "
+                             f"use a multiple of {context.world_size}")
         self.base, self.global_batch, self.context = base, global_batch, context
 
     def set_epoch(self, epoch: int) -> None:

@@ -10,16 +10,15 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import yaml
 from torch import nn
 
+from .bounded_yaml import YamlInputError, load_yaml_file
 from .choice import MBottleneckCSP2
-from .common import Bottleneck, BottleneckCSP, BottleneckCSP2, Concat, Conv, Detect, SPPCSP
-from autonn_nas.utils.bounded_yaml import YamlInputError, load_yaml_file
-
+from .common import SPPCSP, Bottleneck, BottleneckCSP, BottleneckCSP2, Concat, Conv, Detect
 from .search_space import SEARCHABLE_MODULE, SPACE_KEY, ArchitectureError, SearchSpace, block_label, scale_depth, search_space
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"

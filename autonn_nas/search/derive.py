@@ -14,7 +14,6 @@ bases) has no neck this search space fits: OtherFamilyError, and the stage searc
 """
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,15 +21,14 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from autonn_nas.models.choice import MBottleneckCSP2, searchable_blocks
-from autonn_nas.models.choice import model_space
+from autonn_nas.models.choice import MBottleneckCSP2, model_space, searchable_blocks
 from autonn_nas.models.search_space import (
     BASE_CANDIDATE,
     CONCRETE_MODULE,
+    SEARCHABLE_MODULE,
     SPACE_KEY,
     ArchitectureError,
     Candidate,
-    SEARCHABLE_MODULE,
     block_label,
     validate_choices,
 )

@@ -277,7 +277,8 @@ def finish(run: TrainedSearch, started: float) -> tuple[SearchResult | None, dic
         "cost": derived["cost"], "cost_measure": run.cost.measure, "budget": run.budget.to_dict(),
         "model": model_sizes(run.model.yaml),  # what `autonn-nas derive` needs to build this model again
     })
-    model_yaml = atomic_write_text(out / "neck_nas_model.yaml", f"# neck search ({s.strategy}) result: {arch} (the {decision['shipped']} architecture; see report.md)\n" + cfg_to_yaml(derived_cfg))
+    header = f"# neck search ({s.strategy}) result: {arch} (the {decision['shipped']} architecture; see report.md)\n"
+    model_yaml = atomic_write_text(out / "neck_nas_model.yaml", header + cfg_to_yaml(derived_cfg))
     weights = atomic_torch_save(out / "bestmodel.pt", {
         "model_yaml": derived_cfg, "state_dict": state, "nc": run.model.nc, "names": list(run.model.names),
         "arch": arch.to_dict(), "metrics": metrics, "img_size": s.img_size,
@@ -305,7 +306,8 @@ def finish(run: TrainedSearch, started: float) -> tuple[SearchResult | None, dic
         "warm_start": s.weights,
         "dataset": {"yaml": str(s.data), "train_part": len(run.data.train_part), "holdout": len(run.data.holdout),
                     "confirmation": len(run.data.confirm) if run.data.confirm is not None else 0, "val": len(run.data.val),
-                    "train_val_overlap": run.data.train_val_overlap, "holdout_fraction": s.holdout_fraction, "files_read": run.files.counts(), "files_read_list": str(files_read)},
+                    "train_val_overlap": run.data.train_val_overlap, "holdout_fraction": s.holdout_fraction,
+                    "files_read": run.files.counts(), "files_read_list": str(files_read)},
         "cost_model": {"measure": run.cost.measure, "unit": run.cost.unit, "source": run.cost.source, "table": str(out / "cost_table.json")},
         "budget": run.budget.to_dict(),
         "arch_schedule": {**run.arch_schedule.to_dict(),

@@ -258,7 +258,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         f"architecture on {report['dataset']['holdout']} held-out train images, "
         + (f"confirmation against the base on {report['dataset']['confirmation']} others, " if report["dataset"].get("confirmation") else "")
         + f"report on {report['dataset']['val']} val images)",
-        f"- run: {report['epochs']} epochs at {report['img_size']} px, batch {report['batch_size']}, width {report['width']}, depth {report['depth']}, on {report['device']}",
+        f"- run: {report['epochs']} epochs at {report['img_size']} px, batch {report['batch_size']}, width {report['width']}, "
+        f"depth {report['depth']}, on {report['device']}",
         f"- cost measure: {report['cost_model']['measure']} ({report['cost_model']['source']})",
         f"- budget: {budget['limit']:,.6g} {unit} = {_fmt(budget['limit_ratio_to_base'], 3)} x base"
         + (f" (lightweight_level {budget['lightweight_level']})" if budget.get("lightweight_level") is not None else ""),

@@ -55,7 +55,8 @@ def pending(out: Path) -> dict[str, Any] | None:
 
 
 def _train_settings(s: SearchSettings, folder: Path, device: torch.device, batch_size: int, resume: bool) -> TrainSettings:
-    return TrainSettings(data=s.data, weights=str(Path(s.out) / "bestmodel.pt"), out=str(folder), epochs=s.retrain_epochs, img_size=s.img_size, batch_size=batch_size,
+    return TrainSettings(data=s.data, weights=str(Path(s.out) / "bestmodel.pt"), out=str(folder), epochs=s.retrain_epochs,
+                         img_size=s.img_size, batch_size=batch_size,
                          device=str(device), seed=s.seed, workers=s.workers, resume=resume, hyp=dict(s.hyp or {}),
                          progress=s.progress, eval_interval=1)
 

@@ -26,11 +26,11 @@ from autonn_nas.models.choice import clear_mixture
 from autonn_nas.models.yolo import Model, build_model
 from autonn_nas.search import distributed, events, final, retrain
 from autonn_nas.search.batch_size import fit_batch_size, halved_batch_size, is_out_of_memory
-from autonn_nas.search.events import EventFn
 from autonn_nas.search.cost import build_cost_table, most_probable_within_budget, resolve_budget
+from autonn_nas.search.events import EventFn
 from autonn_nas.search.file_log import FilesRead, RecordingLoader
-from autonn_nas.search.objective import DetectionObjective, DistillationObjective, load_teacher
 from autonn_nas.search.loop import ArchStepSchedule, arch_learning_rate, arch_step_interval, train_supernet_epoch
+from autonn_nas.search.objective import DetectionObjective, DistillationObjective, load_teacher
 from autonn_nas.search.result import SearchResult, portable_result, result_from_portable
 from autonn_nas.search.settings import SearchSettings
 from autonn_nas.search.splits import build_search_data
@@ -342,7 +342,8 @@ class SearchRun:
         }
 
     def _log_epoch(self, row: dict[str, Any]) -> None:
-        line = f"epoch {row['epoch'] + 1}/{row['epochs']} [{row['strategy']}]: loss box {row['box_loss']:.4f} obj {row['obj_loss']:.4f} cls {row['cls_loss']:.4f}"
+        line = (f"epoch {row['epoch'] + 1}/{row['epochs']} [{row['strategy']}]: "
+                f"loss box {row['box_loss']:.4f} obj {row['obj_loss']:.4f} cls {row['cls_loss']:.4f}")
         if row["arch_steps"]:
             line += f" | {row['arch_steps']} arch steps, held-out loss {row['arch_task_loss']:.4f}, cost term {row['cost_term']:.4f}"
         if row["current_choice"]:

@@ -11,8 +11,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from autonn_nas.models.bounded_yaml import shown
 from autonn_nas.search.limits import SETTING_MAXIMA, check_batch_pixels
-from autonn_nas.utils.bounded_yaml import shown
 from autonn_nas.utils.img_size import img_size_problem
 
 STRATEGIES = ("proxyless", "darts", "spos")

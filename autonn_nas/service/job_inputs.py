@@ -1,7 +1,7 @@
 """Turn a project folder into search settings, or a `failed` reason that names the file and the problem.
 
 Checked before a job is spawned (so /start can answer `failed` at once) and again by the job itself. The
-server's check (build=False) is bounded: files are read with utils/bounded_yaml.py, every value is checked
+server's check (build=False) is bounded: files are read with models/bounded_yaml.py, every value is checked
 for type and range, and the model by arithmetic (service/model_inputs.py); only the job builds anything.
 """
 from __future__ import annotations
@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autonn_nas.models.bounded_yaml import load_yaml_file
 from autonn_nas.search.settings import SearchSettings
 from autonn_nas.service.model_inputs import check_cfg_arithmetic, search_space_of
 from autonn_nas.service.paths import BASEMODEL, PROJECT_INFO, SETTINGS_FILE, ProjectPaths, is_within, links_leading_outside
 from autonn_nas.service.project_info import read_project_info
-from autonn_nas.utils.bounded_yaml import load_yaml_file
 from autonn_nas.service.target import level, project_file, target_choices
 
 SUPPORTED_TASK = "detection"

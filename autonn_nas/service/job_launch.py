@@ -23,7 +23,6 @@ from autonn_nas.search.settings import SearchSettings
 from autonn_nas.service.config import ServiceConfig
 from autonn_nas.service.paths import ProjectPaths
 
-
 # the signals the launcher takes over while it runs (LaunchConfig.signals_to_handle): it ends the ranks, then raises
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 

@@ -14,6 +14,7 @@ import signal
 import sys
 import traceback
 
+from autonn_nas.models.yolo import cfg_to_yaml
 from autonn_nas.service import outbox
 from autonn_nas.service import state as st
 from autonn_nas.service.config import ServiceConfig
@@ -24,7 +25,6 @@ from autonn_nas.service.model_inputs import check_model_size
 from autonn_nas.service.paths import ProjectPaths
 from autonn_nas.service.pm_client import PMClient
 from autonn_nas.service.queue import queue_turn
-from autonn_nas.models.yolo import cfg_to_yaml
 from autonn_nas.utils.files import atomic_write_text, disk_problem
 from autonn_nas.utils.log import configure_logging, get_logger
 

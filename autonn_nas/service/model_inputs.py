@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from autonn_nas.models.bounded_yaml import load_yaml_file
 from autonn_nas.search.limits import check_cfg_rows
 from autonn_nas.search.settings import SearchSettings
-from autonn_nas.utils.bounded_yaml import load_yaml_file
 
 
 def check_cfg_arithmetic(cfg_file: Path, settings: SearchSettings) -> None:

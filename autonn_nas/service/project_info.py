@@ -3,7 +3,7 @@
 The PM writes flat `key : value` lines (spaces around the colon), comments some keys out (`#basemodel : ...`)
 and adds keys this stage does not know. Valid YAML is read as YAML; anything else falls back to a line
 parser that accepts the PM's flat form and names the file and line of what it cannot read. The file is read
-with the bounds of utils/bounded_yaml.py, and no message quotes a line of it.
+with the bounds of models/bounded_yaml.py, and no message quotes a line of it.
 
 The keys the stage reads (KNOWN_KEYS) must be plain values (a word or a number); unknown keys are kept as
 they are, whatever they hold.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from autonn_nas.utils.bounded_yaml import YamlBoundsError, YamlInputError, load_yaml_text, read_bounded_text, shown
+from autonn_nas.models.bounded_yaml import YamlBoundsError, YamlInputError, load_yaml_text, read_bounded_text, shown
 
 # the keys this stage reads (job_inputs.py, target.py); each must be a plain value of at most MAX_VALUE characters
 KNOWN_KEYS = ("task_type", "dataset", "target_info", "acc", "precision_level", "lightweight_level", "learning_type",

@@ -4,12 +4,13 @@ TANGO's PM describes the *deployment target* (`target_info`, `acc`, `memory`, `e
 stage trains on, so the search still trains on this machine's GPU when it has one. The keys act where the
 target matters:
 
-| key | effect |
-|---|---|
-| `acc` (cuda, opencl, cpu) | cpu/cuda: latency costs (cost_measure latency, no table) are measured on that kind of device; cuda: the hand-off is exported for fp16, as TANGO's AutoNN does |
-| `precision_level` (0..10) | 10 keeps a cuda target's hand-off in fp32; below 10 fp16 is allowed |
-| `learning_type` | normal: a fresh search; transfer / finetune: warm start from `weight_file` (TANGO's AutoNN also reads `weights`); incremental / hpo: refused, this stage does neither |
-| `target_info` | `<shared>/latency_tables/<target_info>.json` (measured on the target by `autonn-nas latency-table`), when it exists, becomes the latency table and the cost measure |
+- `acc` (cuda, opencl, cpu): cpu/cuda: latency costs (cost_measure latency, no table) are measured on that kind of
+  device; cuda: the hand-off is exported for fp16, as TANGO's AutoNN does.
+- `precision_level` (0..10): 10 keeps a cuda target's hand-off in fp32; below 10 fp16 is allowed.
+- `learning_type`: normal: a fresh search; transfer / finetune: warm start from `weight_file` (TANGO's AutoNN also
+  reads `weights`); incremental / hpo: refused, this stage does neither.
+- `target_info`: `<shared>/latency_tables/<target_info>.json` (measured on the target by `autonn-nas latency-table`),
+  when it exists, becomes the latency table and the cost measure.
 
 neck_nas.yaml, the user's explicit settings, wins over every derived value (a note says so).
 """

@@ -46,7 +46,7 @@ def load_hyp_overrides(path: str | None) -> dict[str, float]:
     """The overrides in a YAML file (`--hyp`), e.g. `lr0: 0.001`; {} without a file. Keys are checked by merge_hyp."""
     if not path:
         return {}
-    from autonn_nas.utils.bounded_yaml import load_yaml_file
+    from autonn_nas.models.bounded_yaml import load_yaml_file
 
     try:
         values = load_yaml_file(path) or {}

@@ -23,8 +23,8 @@ from autonn_nas.train.epoch import train_one_epoch
 from autonn_nas.train.evaluate import evaluate
 from autonn_nas.train.hyp import merge_hyp
 from autonn_nas.train.loss import DetectionLoss, scaled_loss_gains
-from autonn_nas.train.resume import ignored_on_resume
 from autonn_nas.train.results import fitness, plot_results, write_results_row
+from autonn_nas.train.resume import ignored_on_resume
 from autonn_nas.train.schedule import WarmupCosineSchedule
 from autonn_nas.train.settings import DEFAULT_CFG, TrainSettings
 from autonn_nas.train.state import TrainingState

@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 import yaml
 
-
 # the errnos of a disk that cannot take a write, and what to say about each
 DISK_ERRNOS = {
     errno.ENOSPC: "no space left on the device",

@@ -8,6 +8,9 @@ basemodel.yaml, a model config, dataset.yaml, a hyperparameter file): bounded be
   RecursionError);
 - errors name the file, the line and the problem, never the file's text: a file may be a symlink to
   something that is not ours to show.
+
+It lives in models/ (and imports nothing of the package) because the model code is copied as a standalone package
+into every hand-off (export/standalone.py): the copied parser must read its YAML the same way, on its own.
 """
 from __future__ import annotations
 
