@@ -5,6 +5,8 @@ from typing import Callable
 
 from torch import nn
 
+from .search_space import SEARCHED_ACTIVATIONS
+
 # Slope 0.1 is the darknet/Scaled-YOLOv4 convention for leaky ReLU (PyTorch's default is 0.01).
 LEAKY_SLOPE = 0.1
 
@@ -13,6 +15,8 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "leaky": lambda: nn.LeakyReLU(LEAKY_SLOPE),
     "mish": nn.Mish,
 }
+
+assert set(SEARCHED_ACTIVATIONS) <= set(ACTIVATIONS), "every searched activation must be buildable"
 
 DEFAULT_ACTIVATION = "mish"  # Scaled-YOLOv4 uses Mish everywhere
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from .activations import ACTIVATIONS
+# the activations a candidate may use (activations.py builds them; this module stays free of torch)
+SEARCHED_ACTIVATIONS = ("relu", "leaky", "mish")
 
 BASE_CANDIDATE = "k3_mish"  # Scaled-YOLOv4's own choice, in every space
 SEARCHABLE_MODULE = "MBottleneckCSP2"  # the YAML module name of a searchable block
@@ -52,8 +53,7 @@ def _grid(depths: Iterable[int | None], hiddens: Iterable[float]) -> tuple[Candi
     for hidden in hiddens:
         for depth in depths:
             for kernel in (3, 5):
-                for act in ("relu", "leaky", "mish"):
-                    assert act in ACTIVATIONS
+                for act in SEARCHED_ACTIVATIONS:
                     table.append(Candidate(_name(kernel, act, depth, hidden), kernel, act, depth, hidden))
     return tuple(table)
 
