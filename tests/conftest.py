@@ -2,7 +2,15 @@
 *_support.py modules beside this file (test_data_support, test_export_support, test_service_support)."""
 from __future__ import annotations
 
-import pytest
+import os
+
+# One torch thread in the test process and in every process a test starts, unless the caller says otherwise: CI's
+# 2-core machine is busy, and with torch's default of a thread per core every operation then waits at its barrier
+# for a sibling thread the kernel has descheduled. Measured on this machine beside one other busy process: a
+# training step of the tiny test model took 12.8 s with 2 threads and 0.33 s with 1.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402 (after the thread count: torch reads it when first imported)
 
 from test_export_support import EXPORT_IMG, make_bestmodel
 from test_service_support import Stack

@@ -120,9 +120,11 @@ def test_checkpoint_rebuilds_the_model_and_val_command_prints_metrics(tmp_path, 
 @pytest.mark.slow
 def test_small_model_overfits_a_handful_of_images(tmp_path):
     settings = TrainSettings(
-        data=str(_subset_yaml(tmp_path, 8)), out=str(tmp_path / "overfit"), epochs=300, img_size=128, batch_size=8,
-        width=0.25, depth=0.33, device="cpu", workers=0, seed=0, augment=False, progress=False, eval_interval=100,
-        nominal_batch=8, hyp={"lr0": 0.05, "lrf": 1.0, "warmup_epochs": 1.0},
+        # 4 images at 96 px for 240 epochs reach mAP50 0.75 in under a minute of one CPU thread (8 images at 128 px for
+        # 300 epochs: 0.78 in 2 minutes)
+        data=str(_subset_yaml(tmp_path, 4)), out=str(tmp_path / "overfit"), epochs=240, img_size=96, batch_size=4,
+        width=0.25, depth=0.33, device="cpu", workers=0, seed=0, augment=False, progress=False, eval_interval=120,
+        nominal_batch=4, hyp={"lr0": 0.05, "lrf": 1.0, "warmup_epochs": 1.0},
     )
     started = time.perf_counter()
     summary = run_training(settings)
