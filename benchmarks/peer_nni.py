@@ -290,11 +290,14 @@ def run_unit(name: str, planted_names: tuple[str, ...], seed: int, args: argpars
     space = wiring["NeckSpace"](run.model)
     strategy = nni_strategy(name, arc_learning_rate=arch_learning_rate(iterations), gradient_clip_val=MAX_GRAD_NORM)
     torch.manual_seed(seed)
+    training_started = time.perf_counter()
     oneshot = fit(name, space, module, strategy, train, holdout, s.epochs, gradient_clip_val=MAX_GRAD_NORM)
+    training_seconds = time.perf_counter() - training_started
     exported = {label: str(choice) for label, choice in oneshot.export().items()}
     result: dict[str, Any] = {"strategy": name, "planted": arch, "seed": seed, "shipped": exported, "searched": exported,
                               "decision": "NNI export", "confirmation": None, "recovered": planted.recovery(arch, exported),
-                              "arch_lr": arch_learning_rate(iterations) if name != "nni-random" else None, "iterations": iterations}
+                              "arch_lr": arch_learning_rate(iterations) if name != "nni-random" else None, "iterations": iterations,
+                              "phase_seconds": {"training": training_seconds}}
     result["recovered_searched"] = result["recovered"]
     if name != "nni-random":
         probs = {label: {str(k): float(v) for k, v in dist.items()} for label, dist in oneshot.export_probs().items()}

@@ -127,7 +127,7 @@ def run_unit(strategy: str, planted: tuple[str, ...], seed: int, args: argparse.
     decision = report["decision"]
     return {
         "strategy": strategy, "planted": arch, "seed": seed, "seconds": seconds, "cpu_minutes": seconds / 60.0,
-        "process_cpu_minutes": (time.process_time() - cpu_started) / 60.0,
+        "process_cpu_minutes": (time.process_time() - cpu_started) / 60.0, "phase_seconds": report.get("seconds"),
         "shipped": dict(result.arch), "searched": decision["searched"], "decision": decision["shipped"],
         "confirmation": decision.get("confirmation"), "recovered": recovery(arch, dict(result.arch)),
         "recovered_searched": recovery(arch, decision["searched"]), "probabilities": report.get("probabilities"),
