@@ -340,7 +340,8 @@ def _share(units: list[dict], key: str) -> str:
     act, both = sum(r["activation"] for r in rec), sum(r["both"] for r in rec)
     k5, k5_total = sum(r["kernel"] for r in rec), sum(r["k5_blocks"] for r in rec)
     blocks = 4 * len(rec)
-    return f"{act}/{blocks} = {act / blocks:.0%} | {k5}/{k5_total} = {k5 / max(k5_total, 1):.0%} | {both}/{blocks} = {both / blocks:.0%}"
+    k5_share = f"{k5}/{k5_total} = {k5 / k5_total:.0%}" if k5_total else "-"
+    return f"{act}/{blocks} = {act / blocks:.0%} | {k5_share} | {both}/{blocks} = {both / blocks:.0%}"
 
 
 def quality_markdown(out: Path, strategies: list[str]) -> str:
