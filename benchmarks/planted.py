@@ -33,7 +33,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: importing the package pulls in torch
+    from autonn_nas.search.settings import SearchSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -102,25 +105,32 @@ def recovery(planted: dict[str, str], shipped: dict[str, str]) -> dict[str, Any]
     }
 
 
-def run_unit(strategy: str, planted: tuple[str, ...], seed: int, args: argparse.Namespace, unit_dir: Path) -> dict[str, Any]:
-    from autonn_nas.search.runner import run_search
+def search_settings(strategy: str, seed: int, teacher: Path, unit_dir: Path, args: argparse.Namespace) -> "SearchSettings":
+    """The search of one unit: the task's sizes, the teacher as objective and starting weights, no retrain."""
     from autonn_nas.search.settings import SearchSettings
 
-    arch = planted_arch(planted)
-    unit_dir.mkdir(parents=True, exist_ok=True)
-    teacher = make_teacher(arch, args.data, unit_dir / "teacher.pt", args.img, args.width, args.depth, seed=1000 + seed)
-    started = time.perf_counter()
-    result = run_search(SearchSettings(
+    return SearchSettings(
         data=str(args.data), out=str(unit_dir / "search"), strategy=strategy, epochs=args.epochs, img_size=args.img,
         batch_size=args.batch, width=args.width, depth=args.depth, budget=args.budget, seed=seed, workers=0, device="cpu",
         holdout_fraction=args.holdout_fraction,
         teacher=str(teacher), weights=str(teacher), evaluations=args.evaluations, progress=False, hyp=json.loads(args.hyp) or None, retrain_epochs=0,
-    ))
+    )
+
+
+def run_unit(strategy: str, planted: tuple[str, ...], seed: int, args: argparse.Namespace, unit_dir: Path) -> dict[str, Any]:
+    from autonn_nas.search.runner import run_search
+
+    arch = planted_arch(planted)
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    teacher = make_teacher(arch, args.data, unit_dir / "teacher.pt", args.img, args.width, args.depth, seed=1000 + seed)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    result = run_search(search_settings(strategy, seed, teacher, unit_dir, args))
     seconds = time.perf_counter() - started
     report = json.loads(result.report.read_text())
     decision = report["decision"]
     return {
         "strategy": strategy, "planted": arch, "seed": seed, "seconds": seconds, "cpu_minutes": seconds / 60.0,
+        "process_cpu_minutes": (time.process_time() - cpu_started) / 60.0, "phase_seconds": report.get("seconds"),
         "shipped": dict(result.arch), "searched": decision["searched"], "decision": decision["shipped"],
         "confirmation": decision.get("confirmation"), "recovered": recovery(arch, dict(result.arch)),
         "recovered_searched": recovery(arch, decision["searched"]), "probabilities": report.get("probabilities"),
@@ -173,11 +183,9 @@ def report(out: Path, strategies: list[str]) -> str:
     return text
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    """The task's options (data, sizes, schedule, objective), shared by every tool that runs these tasks."""
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "coco128" / "dataset.yaml"))
-    parser.add_argument("--out", default="runs/planted")
-    parser.add_argument("--strategies", nargs="+", default=["proxyless", "darts", "spos"])
     parser.add_argument("--planted", nargs="+", type=int, default=list(range(len(PLANTED))), help="indices into PLANTED")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--img", type=int, default=128)
@@ -190,6 +198,39 @@ def main() -> int:
     parser.add_argument("--evaluations", type=int, default=60, help="spos: architectures scored")
     parser.add_argument("--hyp", default=json.dumps(FINE_TUNE), help="training hyperparameter overrides, as JSON")
     parser.add_argument("--jobs", type=int, default=2)
+
+
+def task_argv(args: argparse.Namespace) -> list[str]:
+    """add_task_arguments' options of `args` as a command line (what a unit's worker process is given)."""
+    return ["--data", str(args.data), "--img", str(args.img), "--width", str(args.width), "--depth", str(args.depth),
+            "--epochs", str(args.epochs), "--batch", str(args.batch), "--budget", str(args.budget),
+            "--holdout-fraction", str(args.holdout_fraction), "--evaluations", str(args.evaluations), "--hyp", args.hyp]
+
+
+def run_pending(out: Path, commands: dict[str, list[str]], jobs: int) -> None:
+    """Run every unit (name -> command line) that has no <out>/units/<name>.json yet, `jobs` at a time, each with
+    one torch thread and its output in <out>/units/<name>.log; the command writes the JSON when its unit is done."""
+    running: list[subprocess.Popen] = []
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    for name, cmd in commands.items():
+        if (out / "units" / f"{name}.json").exists():
+            continue
+        while len(running) >= jobs:
+            running = [p for p in running if p.poll() is None]
+            time.sleep(1.0)
+        log = out / "units" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        print(f"running {name}", flush=True)
+        running.append(subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env))
+    for p in running:
+        p.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_task_arguments(parser)
+    parser.add_argument("--out", default="runs/planted")
+    parser.add_argument("--strategies", nargs="+", default=["proxyless", "darts", "spos"])
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--unit", help=argparse.SUPPRESS)  # worker mode: strategy:index:seed
     args = parser.parse_args()
@@ -197,22 +238,9 @@ def main() -> int:
     if args.unit:
         return _worker(args)
     if not args.report_only:
-        todo = [(s, i, seed) for s in args.strategies for i in args.planted for seed in args.seeds
-                if not (out / "units" / f"{unit_name(s, i, seed)}.json").exists()]
         forwarded = [a for a in sys.argv[1:] if a != "--report-only"]
-        running: list[subprocess.Popen] = []
-        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        for strategy, index, seed in todo:
-            while len(running) >= args.jobs:
-                running = [p for p in running if p.poll() is None]
-                time.sleep(1.0)
-            log = out / "units" / f"{unit_name(strategy, index, seed)}.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            print(f"running {unit_name(strategy, index, seed)}", flush=True)
-            running.append(subprocess.Popen([sys.executable, __file__, *forwarded, "--unit", f"{strategy}:{index}:{seed}"],
-                                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env))
-        for p in running:
-            p.wait()
+        run_pending(out, {unit_name(s, i, seed): [sys.executable, __file__, *forwarded, "--unit", f"{s}:{i}:{seed}"]
+                          for s in args.strategies for i in args.planted for seed in args.seeds}, args.jobs)
     print(report(out, args.strategies))
     return 0
 

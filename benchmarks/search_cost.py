@@ -29,6 +29,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the workers import torch after choosing their thread count
+    import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,10 +52,26 @@ def _current_rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def synthetic_batch(batch: int, img: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Seeded random images and about 7 boxes per image (as in COCO): (images, targets in YOLO rows)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(batch, 3, img, img, generator=gen)
+    rows = []
+    for i in range(batch):
+        for _ in range(7):
+            cx, cy = torch.rand(2, generator=gen).tolist()
+            w, h = (0.05 + 0.4 * torch.rand(2, generator=gen)).tolist()
+            rows.append([i, float(torch.randint(0, 80, (1,), generator=gen)), cx, cy, w, h])
+    return images, torch.tensor(rows)
+
+
 def step_worker(config: str, width: float, depth: float, img: int, batch: int, steps: int, threads: int | None,
-                clock: str = "wall") -> dict:
+                clock: str = "wall", budget: float | None = None) -> dict:
     """`clock` "cpu" times the process's CPU time (time.process_time) instead of the wall clock: with one torch
-    thread it is the step's own compute, much less disturbed by other jobs on a busy machine than wall time."""
+    thread it is the step's own compute, much less disturbed by other jobs on a busy machine than wall time.
+    `budget`: x the base's FLOPs (None: the default, 1.0; 2.0 admits every candidate)."""
     import torch
 
     from autonn_nas.models.yolo import build_model
@@ -73,17 +93,9 @@ def step_worker(config: str, width: float, depth: float, img: int, batch: int, s
     strategy = None
     if config != "plain":
         table = counted_cost_table(model, img, "flops")
-        strategy = strategy_class(config)(model, loss_fn, table, resolve_budget(table), seed=0)
+        strategy = strategy_class(config)(model, loss_fn, table, resolve_budget(table, budget), seed=0)
         strategy.set_arch_lr(1e-3)
-    gen = torch.Generator().manual_seed(1)
-    images = torch.rand(batch, 3, img, img, generator=gen)
-    rows = []
-    for i in range(batch):  # about 7 boxes per image, as in COCO
-        for _ in range(7):
-            cx, cy = torch.rand(2, generator=gen).tolist()
-            w, h = (0.05 + 0.4 * torch.rand(2, generator=gen)).tolist()
-            rows.append([i, float(torch.randint(0, 80, (1,), generator=gen)), cx, cy, w, h])
-    targets = torch.tensor(rows)
+    images, targets = synthetic_batch(batch, img)
 
     def weight_step() -> None:
         if strategy is not None:
@@ -114,15 +126,24 @@ def step_worker(config: str, width: float, depth: float, img: int, batch: int, s
             "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads()}
 
 
-def run_step_part(args: argparse.Namespace) -> dict:
-    results: dict[str, dict] = {c: {"weight_step_s": [], "arch_step_s": [], "peak_rss_mb": [], "training_mb": []} for c in CONFIGS}
-    for round_index in range(args.rounds):
-        for config in CONFIGS:
-            cmd = [sys.executable, __file__, "--step-worker", config, "--width", str(args.width), "--depth", str(args.depth),
-                   "--img", str(args.img), "--batch", str(args.batch), "--steps", str(args.steps)]
-            if args.threads:
-                cmd += ["--threads", str(args.threads)]
-            cmd += ["--clock", args.clock]
+def worker_command(config: str, args: argparse.Namespace, budget: float | None = None) -> list[str]:
+    """The command line of one step-part worker (a fresh process) for `config`."""
+    cmd = [sys.executable, __file__, "--step-worker", config, "--width", str(args.width), "--depth", str(args.depth),
+           "--img", str(args.img), "--batch", str(args.batch), "--steps", str(args.steps), "--clock", args.clock]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    if budget is not None:
+        cmd += ["--budget", str(budget)]
+    return cmd
+
+
+def run_rounds(commands: dict[str, list[str]], rounds: int) -> dict[str, dict]:
+    """Every command once per round, in order, each in a fresh process that prints step_worker's JSON as its last
+    line; interleaved so that load drifting on a shared machine hits every configuration alike. Returns the samples
+    of all rounds per configuration."""
+    results: dict[str, dict] = {c: {"weight_step_s": [], "arch_step_s": [], "peak_rss_mb": [], "training_mb": []} for c in commands}
+    for round_index in range(rounds):
+        for config, cmd in commands.items():
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
             data = json.loads(out.strip().splitlines()[-1])
             for key in ("weight_step_s", "arch_step_s"):
@@ -131,14 +152,19 @@ def run_step_part(args: argparse.Namespace) -> dict:
             results[config]["training_mb"].append(data["training_mb"])
             results[config]["params"] = data["params"]
             results[config]["threads"] = data["threads"]
-            print(f"round {round_index + 1}/{args.rounds} {config}: weight step {statistics.median(data['weight_step_s']):.3f} s, "
-                  f"peak RSS {data['peak_rss_mb']:.0f} MB", file=sys.stderr)
+            print(f"round {round_index + 1}/{rounds} {config}: weight step {statistics.median(data['weight_step_s']):.3f} s, "
+                  f"peak RSS {data['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+    return results
+
+
+def summarise(results: dict[str, dict], plain: str = "plain") -> dict:
+    """Medians per configuration and their ratios to the `plain` configuration's. An iteration is one weight step
+    plus its architecture steps: AMORTISED_ARCH_SHARE of one (the default schedule) or one (one to one)."""
     summary = {}
-    plain_step = statistics.median(results["plain"]["weight_step_s"])
-    plain_mem = statistics.median(results["plain"]["peak_rss_mb"])
-    plain_training_mem = statistics.median(results["plain"]["training_mb"])
-    for config in CONFIGS:
-        r = results[config]
+    plain_step = statistics.median(results[plain]["weight_step_s"])
+    plain_mem = statistics.median(results[plain]["peak_rss_mb"])
+    plain_training_mem = statistics.median(results[plain]["training_mb"])
+    for config, r in results.items():
         step = statistics.median(r["weight_step_s"])
         arch = statistics.median(r["arch_step_s"]) if r["arch_step_s"] else 0.0
         mem = statistics.median(r["peak_rss_mb"])
@@ -146,11 +172,16 @@ def run_step_part(args: argparse.Namespace) -> dict:
         summary[config] = {
             "params": r["params"], "weight_step_s": step, "arch_step_s": arch or None, "peak_rss_mb": mem,
             "step_time_ratio": step / plain_step, "amortised_iteration_ratio": (step + AMORTISED_ARCH_SHARE * arch) / plain_step,
+            "one_to_one_iteration_ratio": (step + arch) / plain_step,
             "arch_step_ratio": arch / plain_step if arch else None, "memory_ratio": mem / plain_mem,
             "training_mb": training_mem, "training_memory_ratio": training_mem / plain_training_mem,
             "samples": len(r["weight_step_s"]), "threads": r.get("threads"),
         }
     return summary
+
+
+def run_step_part(args: argparse.Namespace) -> dict:
+    return summarise(run_rounds({config: worker_command(config, args) for config in CONFIGS}, args.rounds))
 
 
 # -- part 2: whole searches against plain training ------------------------------------------------------
@@ -267,9 +298,11 @@ def main() -> int:
     parser.add_argument("--strategies", nargs="+", default=["proxyless", "darts", "spos"])
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--step-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--budget", type=float, help=argparse.SUPPRESS)  # step worker: x the base's FLOPs (default 1.0)
     args = parser.parse_args()
     if args.step_worker:
-        print(json.dumps(step_worker(args.step_worker, args.width, args.depth, args.img, args.batch, args.steps, args.threads, args.clock)))
+        print(json.dumps(step_worker(args.step_worker, args.width, args.depth, args.img, args.batch, args.steps, args.threads,
+                                     args.clock, args.budget)))
         return 0
     if args.part == "sweep":
         rows = run_sweep_part(args)
