@@ -33,6 +33,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from search_cost import synthetic_batch  # noqa: E402  (benchmarks/ beside this file)
 
 CONFIGS = ("plain", "proxyless", "darts", "spos")
 GIB = 2**30
@@ -53,18 +56,11 @@ def _peak_memory_gib(device: Any) -> float:
 
 
 def _synthetic_batches(n: int, batch: int, img: int, seed: int = 1) -> list:
-    """n batches as the loader yields them (uint8 images, pinned on CUDA machines), about 7 boxes per image."""
+    """n batches as the loader yields them (uint8 images, pinned on CUDA machines): search_cost's synthetic batch."""
     import torch
 
-    gen = torch.Generator().manual_seed(seed)
-    rows = []
-    for i in range(batch):
-        for _ in range(7):
-            cx, cy = torch.rand(2, generator=gen).tolist()
-            w, h = (0.05 + 0.4 * torch.rand(2, generator=gen)).tolist()
-            rows.append([i, float(torch.randint(0, 80, (1,), generator=gen)), cx, cy, w, h])
-    images = (torch.rand(batch, 3, img, img, generator=gen) * 255).to(torch.uint8)
-    targets = torch.tensor(rows)
+    images, targets = synthetic_batch(batch, img, seed)
+    images = (images * 255).to(torch.uint8)
     if torch.cuda.is_available():
         images, targets = images.pin_memory(), targets.pin_memory()
     return [(images, targets, [], []) for _ in range(n)]

@@ -52,11 +52,11 @@ def _current_rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def synthetic_batch(batch: int, img: int) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """Seeded random images and about 7 boxes per image (as in COCO): (images, targets in YOLO rows)."""
+def synthetic_batch(batch: int, img: int, seed: int = 1) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Seeded random images (floats in [0, 1]) and about 7 boxes per image (as in COCO): (images, targets in YOLO rows)."""
     import torch
 
-    gen = torch.Generator().manual_seed(1)
+    gen = torch.Generator().manual_seed(seed)
     images = torch.rand(batch, 3, img, img, generator=gen)
     rows = []
     for i in range(batch):

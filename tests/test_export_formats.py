@@ -133,7 +133,7 @@ def test_wrong_img_size_and_supernet_are_user_errors(weights, tmp_path, capsys):
 
 def test_missing_onnx_names_the_extra(weights, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
-    with pytest.raises(MissingDependencyError, match="autonn-nas\\[export\\]"):
+    with pytest.raises(MissingDependencyError, match=r"export extra: pip install -c constraints.txt -e '\.\[export\]'"):
         export_weights(weights, "onnx", out=tmp_path / "x.onnx", device="cpu")
     assert main(["export", "--weights", str(weights), "--format", "onnx", "--device", "cpu", "-o", str(tmp_path / "y.onnx")]) == 2
     assert INSTALL_HINT in capsys.readouterr().err and not (tmp_path / "y.onnx").exists()

@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from autonn_nas.export.dependencies import INSTALL_HINT
     from autonn_nas.search.cost.runtimes import available_runtimes
     from autonn_nas.search.cost.target_table import measure_target_table
     from autonn_nas.utils.device import select_device
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     runtime = args.runtime or available_runtimes()[-1]
     if runtime not in available_runtimes():
-        raise ValueError(f"runtime {runtime} is not installed here (pip install 'autonn-nas[export]'); use --runtime torch")
+        raise ValueError(f"runtime {runtime} is not installed here ({INSTALL_HINT}); use --runtime torch")
     if args.warmup < 0 or args.repeats < 1:
         raise ValueError(f"--warmup must be >= 0 and --repeats >= 1, got {args.warmup} and {args.repeats}")
     sizes = SearchSettings(img_size=args.img_size, width=args.width, depth=args.depth).resolve_defaults(on_gpu=device.type == "cuda")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-INSTALL_HINT = "pip install 'autonn-nas[export]'"
+# the package is installed from its clone (it is on no index): the extra is named as the README installs it
+INSTALL_HINT = "pip install -c constraints.txt -e '.[export]' in the autonn-nas clone"
 
 
 class MissingDependencyError(ValueError):

@@ -68,7 +68,7 @@ def read_weights_file(path: str | Path, map_location: str | torch.device = "cpu"
     except Exception as error:  # e.g. a truncated file
         reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
     raise ValueError(f"{path} cannot be read safely as tensors ({reason}); a pickled model (Scaled-YOLOv4's own "
-                     "checkpoints) must be saved as a state_dict first: see the README, 'Starting from weights'")
+                     "checkpoints) must be saved as a state_dict first: see docs/cli.md, 'Starting from weights'")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

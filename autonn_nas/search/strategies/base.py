@@ -249,7 +249,10 @@ class SearchStrategy:
         """What this strategy derives, once trained, within another budget (a lightweight_level's: the report's
         knob view); None when it cannot tell. Here: the most probable architecture within it. A tighter budget
         takes a subset of the architectures, so the derived cost never grows as the budget shrinks."""
-        return most_probable_within_budget(self.probabilities_dict(), self.cost, budget)
+        probabilities = self.probabilities_dict()
+        if probabilities is None:  # no architecture weights (a sampling strategy that does not override this)
+            return None
+        return most_probable_within_budget(probabilities, self.cost, budget)
 
     def scored(self) -> dict[Architecture, float] | None:
         """The held-out loss of every architecture the strategy scored while deriving (the report's Pareto
