@@ -128,6 +128,33 @@ def test_a_broken_candidate_loses_in_every_block(name, images):
         assert max(means, key=means.get) == BROKEN, f"spos {label}: {means}"
 
 
+def test_an_architecture_step_runs_the_teacher_once_and_compares_as_before(images):
+    """The teacher answers every path of an architecture step on the same images alike: one run of it per step
+    (21 with six candidates in four blocks before), with the same comparisons as running it for each path."""
+    train, holdout = images
+    supernet, objective, table = trained_supernet(train, dict(base_architecture(["m_16", "m_21", "m_25", "m_29"])))
+    strategy = strategy_class("proxyless")(supernet, objective, table, resolve_budget(table, 10.0), seed=0, cost_weight=0.0)
+    supernet.train()
+    batch, drawn = holdout[:4], strategy.generator.get_state()
+    runs = objective.teacher_runs
+    grad, loss = strategy.path_comparison_gradient(batch, torch.zeros(0, 6))
+    assert objective.teacher_runs - runs == 1
+
+    class EveryPath(DistillationObjective):
+        def teacher_outputs(self, images, batch_statistics=False):
+            self._last = None  # forget the last batch: the teacher runs for every path
+            return super().teacher_outputs(images, batch_statistics)
+
+    strategy.objective = every_path = EveryPath(objective.teacher)
+    strategy.generator.set_state(drawn)  # the same reference path
+    grad_every_path, loss_every_path = strategy.path_comparison_gradient(batch, torch.zeros(0, 6))
+    assert every_path.teacher_runs == 1 + 4 * 5  # the reference, then five other candidates in each block
+    assert torch.equal(grad, grad_every_path) and torch.equal(loss, loss_every_path)
+    batch.mul_(1.0)  # changed in place: the teacher runs again
+    objective.teacher_outputs(batch, batch_statistics=True)
+    assert objective.teacher_runs - runs == 2
+
+
 def test_a_fast_planted_search_recovers_the_planted_activation(tmp_path):
     """The real search (run_search, CLI defaults otherwise) with --teacher on a planted all-k3_relu network
     ships relu in the planted blocks: the search found what was planted and the confirmation let it through."""
