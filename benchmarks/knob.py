@@ -22,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from search_cost import portable  # noqa: E402  (benchmarks/ beside this file)
 
 MEASURES = ("params", "flops", "latency")
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "coco128" / "dataset.yaml"
@@ -67,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(result.out_dir / "pareto.png", out / f"pareto_{measure}.png")
         runs[measure] = {"levels": report["pareto"]["levels"], "source": report["cost_model"]["source"],
                          "scored_images": report["pareto"]["images"], "shipped": report["derived"]["architecture"]}
-    record = {"settings": vars(args), "seconds": seconds, "runs": runs}
+    runs = portable(runs)  # the latency table's path is in each run's cost source
+    record = portable({"settings": vars(args), "seconds": seconds, "runs": runs})
     (out / "knob.json").write_text(json.dumps(record, indent=2) + "\n")
     (out / "knob.md").write_text(markdown(runs, args.levels))
     print(markdown(runs, args.levels))

@@ -405,7 +405,7 @@ def main() -> int:
         summary = search_cost.summarise(search_cost.run_rounds(cost_commands(cost_args), args.rounds))
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps({"step": summary, "args": vars(cost_args)}, indent=2) + "\n")
+            Path(args.json).write_text(json.dumps(search_cost.portable({"step": summary, "args": vars(cost_args)}), indent=2) + "\n")
         print(cost_markdown(summary), flush=True)
     if args.part in ("quality", "both"):
         if not args.report_only:

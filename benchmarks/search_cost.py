@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: the workers import torch after choosing their thread count
     import torch
@@ -44,6 +44,18 @@ AMORTISED_ARCH_SHARE = (1 - 0.25) / 4
 
 
 # -- part 1: one configuration, in its own process ------------------------------------------------------
+
+def portable(value: Any) -> Any:
+    """A JSON-like value with this machine's paths written relative to the repository (a committed result must
+    not name the folders of the machine it ran on): <repo>/x -> x, <repo's parent>/x -> ../x."""
+    if isinstance(value, dict):
+        return {key: portable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(item) for item in value]
+    if isinstance(value, str):
+        return value.replace(f"{ROOT}/", "").replace(f"{ROOT.parent}/", "../")
+    return value
+
 
 def _current_rss_mb() -> float:
     import os
@@ -307,13 +319,13 @@ def main() -> int:
     if args.part == "sweep":
         rows = run_sweep_part(args)
         if args.json:
-            Path(args.json).write_text(json.dumps({"sweep": rows, "args": vars(args)}, indent=2) + "\n")
+            Path(args.json).write_text(json.dumps(portable({"sweep": rows, "args": vars(args)}), indent=2) + "\n")
         print(sweep_markdown(rows))
         return 0
     step = run_step_part(args) if args.part in ("step", "both") else None
     search = run_search_part(args) if args.part in ("search", "both") else None
     if args.json:
-        Path(args.json).write_text(json.dumps({"step": step, "search": search, "args": vars(args)}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(portable({"step": step, "search": search, "args": vars(args)}), indent=2) + "\n")
     print(markdown(step, search))
     return 0
 
