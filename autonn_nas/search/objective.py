@@ -66,7 +66,7 @@ class DistillationObjective:
         # six candidates in four blocks: most of the step's time). Keyed by the tensor itself (held, so its id
         # cannot be reused), its in-place version and the BatchNorm mode.
         self._last: tuple[torch.Tensor, int, bool, list[torch.Tensor]] | None = None
-        self.teacher_runs = 0  # how often the teacher actually ran (tests, logs)
+        self.teacher_runs = 0  # how often the teacher actually ran (the test of this cache counts it)
 
     @torch.no_grad()
     def teacher_outputs(self, images: torch.Tensor, batch_statistics: bool = False) -> list[torch.Tensor]:
